@@ -1,0 +1,60 @@
+/**
+ * Every default and limit of Shoal lives here; docs/LIMITS.md and the README quote these values.
+ */
+
+export const DEFAULT_LISTEN = '127.0.0.1:5000'
+export const DEFAULT_DATA_DIR = './.shoal'
+export const DEFAULT_UPSTREAM = 'https://registry-1.docker.io'
+export const DEFAULT_LOG_LEVEL = 'info'
+
+/** How long a tag → digest answer is trusted before it is revalidated with the origin. */
+export const DEFAULT_TAG_TTL_MS = 30_000
+
+/** How long an authorization decision (client credentials accepted for a repository) is trusted. */
+export const AUTH_DECISION_TTL_MS = 60_000
+
+/** Largest manifest accepted from an origin. distribution itself refuses manifests over 4 MiB. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+/** Largest request header block the proxy accepts (node's default is 16 KiB). */
+export const MAX_HEADER_BYTES = 16 * 1024
+
+/** OCI repository names: distribution caps them at 255 characters. */
+export const MAX_NAME_LENGTH = 255
+
+/** Connect/headers timeout for origin requests. */
+export const ORIGIN_HEADERS_TIMEOUT_MS = 30_000
+
+/** A body that sends nothing for this long is abandoned (and later resumed by Range). */
+export const ORIGIN_BODY_TIMEOUT_MS = 60_000
+
+/** Attempts for idempotent origin requests on connection errors, 5xx and 429. */
+export const ORIGIN_MAX_ATTEMPTS = 4
+export const ORIGIN_BACKOFF_BASE_MS = 200
+export const ORIGIN_BACKOFF_MAX_MS = 5_000
+
+/** A Retry-After longer than this is not waited for: the error goes to the client instead. */
+export const ORIGIN_MAX_RETRY_AFTER_MS = 10_000
+
+/** Connections kept per origin. */
+export const ORIGIN_CONNECTIONS = 16
+
+/**
+ * Piece size rule: every node must cut a blob at the same boundaries, so this depends only on
+ * the blob size. 4 MiB up to 4 GiB blobs (≤ 1024 pieces), 16 MiB beyond.
+ */
+export const PIECE_SIZE_SMALL = 4 * 1024 * 1024
+export const PIECE_SIZE_LARGE = 16 * 1024 * 1024
+export const PIECE_SIZE_THRESHOLD = 4 * 1024 * 1024 * 1024
+
+/** The partial file is fsynced and its progress recorded at least this often while downloading. */
+export const CHECKPOINT_BYTES = 16 * 1024 * 1024
+
+/** Size of each read when streaming a blob file to a client. */
+export const READ_CHUNK_BYTES = 256 * 1024
+
+/** A blob bigger than this is refused (defends against absurd Content-Length values). */
+export const MAX_BLOB_BYTES = 1024 ** 4
+
+/** Time a new transfer waits for the origin to answer with headers before failing the clients. */
+export const SHUTDOWN_GRACE_MS = 10_000

@@ -1,0 +1,205 @@
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Level } from 'level'
+import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL, PIECE_SIZE_THRESHOLD } from '../constants.js'
+import type { Digest } from '../oci/digest.js'
+
+/** What the store knows of a complete, verified blob (layers, configs and manifests alike). */
+export interface BlobInfo {
+  size: number
+  /** Set for manifests: the media type the origin served it with. */
+  mediaType?: string
+  lastAccess: number
+}
+
+/** Progress of an unfinished download, persisted at checkpoints (fsync first, then this). */
+export interface PartialInfo {
+  size: number
+  pieceSize: number
+  /** Bytes [0, offset) of the partial file are on disk and fsynced. */
+  offset: number
+}
+
+export interface TagInfo {
+  digest: string
+  mediaType: string
+  size: number
+  fetchedAt: number
+}
+
+/** Whether the daemon's own credentials (or anonymous access) reach a repository. */
+export interface RepoAccess {
+  public: boolean
+  checkedAt: number
+}
+
+/** The content-addressed store under the data dir. Only complete, verified blobs live in blobs/. */
+export interface BlobStore {
+  open(): Promise<void>
+  close(): Promise<void>
+  stat(digest: Digest): Promise<BlobInfo | undefined>
+  blobPath(digest: Digest): string
+  partialPath(digest: Digest): string
+  /** Opens (creating or resuming) the partial file of a blob; returns where to resume. */
+  openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; offset: number }>
+  checkpoint(digest: Digest, info: PartialInfo): Promise<void>
+  /** The partial's bytes were verified: make it a complete blob, atomically. */
+  commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string }): Promise<void>
+  discardPartial(digest: Digest): Promise<void>
+  /** Writes a small verified blob (a manifest) whole. */
+  putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void>
+  touch(digest: Digest, info: BlobInfo): Promise<void>
+  getTag(key: string): Promise<TagInfo | undefined>
+  setTag(key: string, info: TagInfo): Promise<void>
+  getRepoAccess(key: string): Promise<RepoAccess | undefined>
+  setRepoAccess(key: string, info: RepoAccess): Promise<void>
+}
+
+export function pieceSizeFor(size: number): number {
+  return size > PIECE_SIZE_THRESHOLD ? PIECE_SIZE_LARGE : PIECE_SIZE_SMALL
+}
+
+type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess
+
+export interface StoreInit {
+  dataDir: string
+}
+
+export function createStore(init: StoreInit): BlobStore {
+  return new DiskStore(init)
+}
+
+/** Touch updates of last access are written at most this often per blob (GC needs minutes, not ms). */
+const TOUCH_INTERVAL_MS = 60_000
+
+class DiskStore implements BlobStore {
+  private readonly dataDir: string
+  private readonly db: Level<string, Meta>
+
+  constructor(init: StoreInit) {
+    this.dataDir = init.dataDir
+    this.db = new Level<string, Meta>(join(init.dataDir, 'meta'), { valueEncoding: 'json' })
+  }
+
+  async open(): Promise<void> {
+    await mkdir(join(this.dataDir, 'blobs', 'sha256'), { recursive: true })
+    await mkdir(join(this.dataDir, 'partial'), { recursive: true })
+    await mkdir(join(this.dataDir, 'tmp'), { recursive: true })
+    await this.db.open()
+  }
+
+  async close(): Promise<void> {
+    await this.db.close()
+  }
+
+  blobPath(digest: Digest): string {
+    return join(this.dataDir, 'blobs', 'sha256', digest.hex)
+  }
+
+  partialPath(digest: Digest): string {
+    return join(this.dataDir, 'partial', digest.hex)
+  }
+
+  async stat(digest: Digest): Promise<BlobInfo | undefined> {
+    const info = (await this.db.get(`blob:${digest.hex}`)) as BlobInfo | undefined
+    if (info === undefined) return undefined
+    try {
+      const st = await stat(this.blobPath(digest))
+      if (st.size === info.size) return info
+    } catch {
+      // missing file: fall through and forget it
+    }
+    await this.db.del(`blob:${digest.hex}`)
+    return undefined
+  }
+
+  async openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; offset: number }> {
+    const path = this.partialPath(digest)
+    const prev = (await this.db.get(`partial:${digest.hex}`)) as PartialInfo | undefined
+    let offset = 0
+    let handle: FileHandle
+    try {
+      handle = await open(path, 'r+')
+      if (prev !== undefined && prev.size === size) {
+        const st = await handle.stat()
+        offset = Math.min(prev.offset, st.size)
+      }
+    } catch {
+      handle = await open(path, 'w+')
+    }
+    // Anything past the last checkpoint may be torn: cut it off and rewrite it.
+    await handle.truncate(offset)
+    if (prev === undefined || prev.size !== size) {
+      await this.db.put(`partial:${digest.hex}`, { size, pieceSize: pieceSizeFor(size), offset })
+    }
+    return { handle, offset }
+  }
+
+  async checkpoint(digest: Digest, info: PartialInfo): Promise<void> {
+    await this.db.put(`partial:${digest.hex}`, info)
+  }
+
+  async commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string }): Promise<void> {
+    await handle.sync()
+    await rename(this.partialPath(digest), this.blobPath(digest))
+    await fsyncDir(join(this.dataDir, 'blobs', 'sha256'))
+    const blob: BlobInfo = { size: info.size, lastAccess: Date.now() }
+    if (info.mediaType !== undefined) blob.mediaType = info.mediaType
+    await this.db.batch([
+      { type: 'put', key: `blob:${digest.hex}`, value: blob },
+      { type: 'del', key: `partial:${digest.hex}` },
+    ])
+  }
+
+  async discardPartial(digest: Digest): Promise<void> {
+    await rm(this.partialPath(digest), { force: true })
+    await this.db.del(`partial:${digest.hex}`)
+  }
+
+  async putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void> {
+    const tmp = join(this.dataDir, 'tmp', `${digest.hex}.${process.pid}.${Date.now()}`)
+    const fh = await open(tmp, 'w')
+    try {
+      await fh.writeFile(bytes)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, this.blobPath(digest))
+    await this.db.put(`blob:${digest.hex}`, { size: bytes.byteLength, mediaType, lastAccess: Date.now() })
+  }
+
+  async touch(digest: Digest, info: BlobInfo): Promise<void> {
+    const now = Date.now()
+    if (now - info.lastAccess < TOUCH_INTERVAL_MS) return
+    await this.db.put(`blob:${digest.hex}`, { ...info, lastAccess: now })
+  }
+
+  async getTag(key: string): Promise<TagInfo | undefined> {
+    return (await this.db.get(`tag:${key}`)) as TagInfo | undefined
+  }
+
+  async setTag(key: string, info: TagInfo): Promise<void> {
+    await this.db.put(`tag:${key}`, info)
+  }
+
+  async getRepoAccess(key: string): Promise<RepoAccess | undefined> {
+    return (await this.db.get(`repo:${key}`)) as RepoAccess | undefined
+  }
+
+  async setRepoAccess(key: string, info: RepoAccess): Promise<void> {
+    await this.db.put(`repo:${key}`, info)
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined
+  try {
+    fh = await open(dir, 'r')
+    await fh.sync()
+  } catch {
+    // some filesystems refuse fsync on directories; the rename is still atomic
+  } finally {
+    await fh?.close()
+  }
+}
