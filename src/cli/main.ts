@@ -27,7 +27,10 @@ program
   .option('--data-dir <dir>', `where blobs and metadata live (default ${DEFAULT_DATA_DIR})`)
   .option('--default-upstream <url>', `registry used when a request names none (default ${DEFAULT_UPSTREAM})`)
   .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${DEFAULT_LOG_LEVEL})`)
-  .option('--tag-ttl <duration>', `how long a tag is trusted before revalidation (default ${DEFAULT_TAG_TTL_MS / 1000}s)`)
+  .option(
+    '--tag-ttl <duration>',
+    `how long a tag is trusted before revalidation (default ${DEFAULT_TAG_TTL_MS / 1000}s)`,
+  )
   .option('--docker-config <file>', 'docker config.json to read registry credentials from')
   .addHelpText(
     'after',

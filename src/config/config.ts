@@ -11,14 +11,7 @@ import {
 } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import { canonicalRegistryHost } from '../oci/reference.js'
-import {
-  configError,
-  parseBoolean,
-  parseDuration,
-  parseHostPort,
-  parseString,
-  parseUrl,
-} from './parse.js'
+import { configError, parseBoolean, parseDuration, parseHostPort, parseString, parseUrl } from './parse.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -98,10 +91,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
   const file = sources.file ?? {}
   for (const key of Object.keys(file)) {
     if (!(key in KEYS)) {
-      throw new ShoalError(
-        'CONFIG_INVALID',
-        `config: unknown key "${key}" (known: ${Object.keys(KEYS).join(', ')})`,
-      )
+      throw new ShoalError('CONFIG_INVALID', `config: unknown key "${key}" (known: ${Object.keys(KEYS).join(', ')})`)
     }
   }
   const merged: RawConfig = { ...file, ...stripUndefined(sources.env ?? {}), ...stripUndefined(sources.flags ?? {}) }

@@ -238,7 +238,11 @@ class DefaultOriginClient implements OriginClient {
   }
 
   /** Sends one request, following redirects (dropping Authorization when the origin changes). */
-  private async send(upstream: Upstream, req: OriginRequest, authorization: string | undefined): Promise<OriginResponse> {
+  private async send(
+    upstream: Upstream,
+    req: OriginRequest,
+    authorization: string | undefined,
+  ): Promise<OriginResponse> {
     let url = new URL(req.path, upstream.url)
     let auth = authorization
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -273,13 +277,14 @@ class DefaultOriginClient implements OriginClient {
 
 export const USER_AGENT = 'shoal/0.1'
 
-
 function makeDispatcher(reg: RegistryConfig | undefined): Dispatcher {
   const tls: { ca?: Buffer; rejectUnauthorized?: boolean } = {}
   if (reg?.caFile !== undefined) tls.ca = readFileSync(reg.caFile)
   if (reg?.insecure === true) tls.rejectUnauthorized = false
   const env = process.env
-  const proxied = [env.HTTP_PROXY, env.http_proxy, env.HTTPS_PROXY, env.https_proxy].some((v) => v !== undefined && v !== '')
+  const proxied = [env.HTTP_PROXY, env.http_proxy, env.HTTPS_PROXY, env.https_proxy].some(
+    (v) => v !== undefined && v !== '',
+  )
   const common = { connections: ORIGIN_CONNECTIONS, connect: tls }
   // HTTP(S)_PROXY and NO_PROXY are honoured like curl does; loopback stays direct unless listed.
   return proxied ? new EnvHttpProxyAgent({ ...common, requestTls: tls }) : new Agent(common)

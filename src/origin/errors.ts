@@ -5,11 +5,7 @@ import type { OriginResponse } from './client.js'
  * Turns an origin's non-success answer into a ShoalError, keeping what the client must see
  * (the auth challenge, Retry-After). The body is dropped.
  */
-export async function originError(
-  res: OriginResponse,
-  notFound: ShoalErrorCode,
-  what: string,
-): Promise<ShoalError> {
+export async function originError(res: OriginResponse, notFound: ShoalErrorCode, what: string): Promise<ShoalError> {
   await res.body.dump().catch(() => {})
   switch (res.status) {
     case 401: {

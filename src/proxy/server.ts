@@ -36,10 +36,10 @@ const ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/
 const NS = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/
 
 export function createProxy(init: ProxyInit, components: ProxyComponents): ProxyServer {
-  return new Proxy(init, components)
+  return new RegistryProxy(init, components)
 }
 
-class Proxy implements ProxyServer {
+class RegistryProxy implements ProxyServer {
   private readonly init: ProxyInit
   private readonly c: ProxyComponents
   private readonly log: Logger
@@ -114,7 +114,13 @@ class Proxy implements ProxyServer {
       }
     }
     this.log.info(
-      { method: req.method, url: truncate(req.url ?? '', 200), status: outcome.status, code: outcome.code, ms: Date.now() - started },
+      {
+        method: req.method,
+        url: truncate(req.url ?? '', 200),
+        status: outcome.status,
+        code: outcome.code,
+        ms: Date.now() - started,
+      },
       'request',
     )
   }

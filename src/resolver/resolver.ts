@@ -178,7 +178,10 @@ export class Resolver {
       digest = cached.digest
       stale = acc.stale
       if (stale) {
-        this.log.warn({ tag: tagKey, digest, age: Date.now() - cached.fetchedAt }, 'origin unreachable; serving last known digest')
+        this.log.warn(
+          { tag: tagKey, digest, age: Date.now() - cached.fetchedAt },
+          'origin unreachable; serving last known digest',
+        )
       }
     } else if (probe.status === 200) {
       const d = probe.headers['docker-content-digest']
@@ -221,7 +224,8 @@ export class Resolver {
     checked: boolean,
     acc?: Access,
   ): Promise<ManifestResult> {
-    const access = checked && acc !== undefined ? acc : await this.access(ctx, `/v2/${ctx.name}/manifests/${digest.value}`)
+    const access =
+      checked && acc !== undefined ? acc : await this.access(ctx, `/v2/${ctx.name}/manifests/${digest.value}`)
     const info = await this.store.stat(digest)
     if (info?.mediaType !== undefined) {
       const result: ManifestResult = {
@@ -243,7 +247,13 @@ export class Resolver {
     const body = fetched.body
     const mediaType = fetched.mediaType ?? sniffManifestType(body) ?? 'application/octet-stream'
     await this.store.putSmall(digest, body, mediaType)
-    const result: ManifestResult = { digest: digest.value, mediaType, size: body.byteLength, source: 'origin', stale: false }
+    const result: ManifestResult = {
+      digest: digest.value,
+      mediaType,
+      size: body.byteLength,
+      source: 'origin',
+      stale: false,
+    }
     if (withBody) result.body = body
     return result
   }

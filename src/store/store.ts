@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL, PIECE_SIZE_THRESHOLD } from '../constants.js'

@@ -16,7 +16,10 @@ export interface ByteSource {
    * and an async iterable of the bytes from `offset` (or from 0 when `restarted` is set, for a
    * source that ignored the range).
    */
-  open(offset: number, signal: AbortSignal): Promise<{ size: number; restarted: boolean; body: AsyncIterable<Uint8Array> }>
+  open(
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<{ size: number; restarted: boolean; body: AsyncIterable<Uint8Array> }>
 }
 
 export type TransferState = 'starting' | 'running' | 'complete' | 'failed'
