@@ -79,6 +79,7 @@ export class Resolver {
   private readonly authTtlMs: number
   /** (upstream, repo, sha256(Authorization)) → when the origin last accepted it. */
   private readonly clientDecisions = new Recent<number>(10_000)
+  private readonly accessChecks = new Map<string, Promise<Access>>()
   private readonly manifestFetches = new Map<string, Promise<{ body: Buffer; mediaType: string | undefined }>>()
 
   constructor(init: ResolverInit, components: ResolverComponents) {
@@ -97,6 +98,21 @@ export class Resolver {
    * sends it (tag revalidation).
    */
   async access(ctx: RequestContext, probePath: string, force = false): Promise<Access> {
+    // Concurrent first requests for one repository (a pull fetches its layers in parallel) share
+    // one check.
+    const key = `${ctx.upstream.host}/${ctx.name} ${ctx.clientAuthorization ?? ''} ${force ? probePath : ''}`
+    const inflight = this.accessChecks.get(key)
+    if (inflight !== undefined) return inflight
+    const p = this.checkAccess(ctx, probePath, force)
+    this.accessChecks.set(key, p)
+    try {
+      return await p
+    } finally {
+      this.accessChecks.delete(key)
+    }
+  }
+
+  private async checkAccess(ctx: RequestContext, probePath: string, force: boolean): Promise<Access> {
     const repoKey = `${ctx.upstream.host}/${ctx.name}`
     const now = Date.now()
     const known = await this.store.getRepoAccess(repoKey)
