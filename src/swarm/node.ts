@@ -1,0 +1,188 @@
+import { resolve4 } from 'node:dns/promises'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import type { Libp2p, PeerId, Stream, StreamHandler } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import type { Logger } from '../log.js'
+import { parseDigest } from '../oci/digest.js'
+import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
+
+export interface SwarmNodeInit {
+  listen: string[]
+  /** Multiaddrs (with or without /p2p/), or `dns:NAME:PORT` for every A record of NAME. */
+  bootstrap: string[]
+  mdns: boolean
+  swarmKey?: Uint8Array | undefined
+  identityPath: string
+  maxConnections: number
+  /** How often unreachable bootstrap entries are dialled again (and DNS names re-resolved). */
+  bootstrapIntervalMs: number
+}
+
+/** raw codec, sha2-256 multihash: the OCI digest as a CIDv1, the DHT key of a blob. */
+const RAW = 0x55
+const SHA2_256 = 0x12
+
+export function digestToCid(digest: string): CID {
+  const d = parseDigest(digest)
+  return CID.createV1(RAW, Digest.create(SHA2_256, Buffer.from(d.hex, 'hex')))
+}
+
+/**
+ * The libp2p node: transports, encryption, muxing, discovery and the DHT. The only place (with
+ * the piece protocol beside it) that imports libp2p.
+ */
+export class SwarmNode {
+  private readonly init: SwarmNodeInit
+  private readonly log: Logger
+  private node: Libp2p | undefined
+  private timer: NodeJS.Timeout | undefined
+  private readonly controller = new AbortController()
+
+  constructor(init: SwarmNodeInit, components: { logger: Logger }) {
+    this.init = init
+    this.log = components.logger.child({ component: 'swarm' })
+  }
+
+  get libp2p(): Libp2p {
+    if (this.node === undefined) throw new Error('swarm not started')
+    return this.node
+  }
+
+  get peerId(): PeerId {
+    return this.libp2p.peerId
+  }
+
+  async start(): Promise<void> {
+    const privateKey = await loadOrCreateIdentity(this.init.identityPath)
+    const peerDiscovery = this.init.mdns ? [mdns({ interval: 10_000 })] : []
+    this.node = await createLibp2p({
+      privateKey,
+      addresses: { listen: this.init.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise({ prologueBytes: swarmPrologue(this.init.swarmKey) })],
+      streamMuxers: [yamux()],
+      peerDiscovery,
+      connectionManager: { maxConnections: this.init.maxConnections },
+      services: {
+        identify: identify({ protocolPrefix: 'shoal' }),
+        ping: ping({ protocolPrefix: 'shoal' }),
+        dht: kadDHT({
+          protocol: '/shoal/kad/1.0.0',
+          clientMode: false,
+          // Fleet addresses are private (pods, LANs): keep them.
+          peerInfoMapper: passthroughMapper,
+          allowQueryWithZeroPeers: true,
+        }),
+      },
+    })
+    this.node.addEventListener('peer:discovery', (evt) => {
+      const peer = evt.detail
+      if (this.node?.getConnections(peer.id).length !== 0) return
+      this.node.dial(peer.id, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+        this.log.debug({ peer: peer.id.toString(), err: String(err) }, 'dial of discovered peer failed')
+      })
+    })
+    this.node.addEventListener('peer:connect', (evt) => {
+      this.log.debug({ peer: evt.detail.toString() }, 'peer connected')
+    })
+    await this.node.start()
+    this.log.info(
+      { peerId: this.node.peerId.toString(), addrs: this.node.getMultiaddrs().map((a) => a.toString()) },
+      'swarm started',
+    )
+    if (this.init.bootstrap.length > 0) {
+      this.bootstrapOnce().catch((err: unknown) => this.log.warn({ err: String(err) }, 'bootstrap failed'))
+      this.timer = setInterval(() => {
+        this.bootstrapOnce().catch((err: unknown) => this.log.warn({ err: String(err) }, 'bootstrap failed'))
+      }, this.init.bootstrapIntervalMs)
+      this.timer.unref()
+    }
+  }
+
+  /** Dials every bootstrap address we are not connected to. */
+  async bootstrapOnce(): Promise<number> {
+    const node = this.libp2p
+    const targets: Multiaddr[] = []
+    for (const entry of this.init.bootstrap) {
+      if (entry.startsWith('dns:')) {
+        const m = /^dns:([^:]+):(\d+)$/.exec(entry)
+        if (m?.[1] === undefined) continue
+        try {
+          for (const ip of await resolve4(m[1])) targets.push(multiaddr(`/ip4/${ip}/tcp/${m[2]}`))
+        } catch (err) {
+          this.log.debug({ name: m[1], err: String(err) }, 'bootstrap name did not resolve')
+        }
+      } else {
+        targets.push(multiaddr(entry))
+      }
+    }
+    const own = new Set(node.getMultiaddrs().map(withoutPeer))
+    const connected = new Set(node.getConnections().map((c) => withoutPeer(c.remoteAddr)))
+    let dialled = 0
+    await Promise.all(
+      targets.map(async (ma) => {
+        const bare = withoutPeer(ma)
+        if (own.has(bare) || connected.has(bare)) return
+        const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value
+        if (peer === node.peerId.toString()) return
+        try {
+          await node.dial(ma, { signal: AbortSignal.any([AbortSignal.timeout(10_000), this.controller.signal]) })
+          dialled++
+        } catch (err) {
+          this.log.debug({ addr: ma.toString(), err: String(err) }, 'bootstrap dial failed')
+        }
+      }),
+    )
+    return dialled
+  }
+
+  async handle(protocol: string, handler: StreamHandler, maxInboundStreams: number): Promise<void> {
+    await this.libp2p.handle(protocol, handler, { maxInboundStreams, maxOutboundStreams: maxInboundStreams })
+  }
+
+  async dialProtocol(peer: PeerId, protocol: string, signal: AbortSignal): Promise<Stream> {
+    return this.libp2p.dialProtocol(peer, protocol, { signal })
+  }
+
+  connectedPeers(): PeerId[] {
+    return this.libp2p.getPeers()
+  }
+
+  async provide(digest: string, signal: AbortSignal): Promise<void> {
+    await this.libp2p.contentRouting.provide(digestToCid(digest), { signal })
+  }
+
+  async cancelProvide(digest: string): Promise<void> {
+    await this.libp2p.contentRouting.cancelReprovide(digestToCid(digest))
+  }
+
+  async *findProviders(digest: string, signal: AbortSignal): AsyncGenerator<PeerId> {
+    for await (const p of this.libp2p.contentRouting.findProviders(digestToCid(digest), { signal })) {
+      if (!p.id.equals(this.libp2p.peerId)) yield p.id
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.controller.abort()
+    await this.node?.stop()
+    this.node = undefined
+  }
+}
+
+function withoutPeer(ma: Multiaddr): string {
+  return ma
+    .getComponents()
+    .filter((c) => c.name !== 'p2p')
+    .map((c) => `/${c.name}${c.value === undefined ? '' : `/${c.value}`}`)
+    .join('')
+}
