@@ -16,8 +16,10 @@ export interface BlobInfo {
 export interface PartialInfo {
   size: number
   pieceSize: number
-  /** Bytes [0, offset) of the partial file are on disk and fsynced. */
-  offset: number
+  /** Pieces on disk and fsynced: the wire bitfield, base64. */
+  bitfield: string
+  /** sha256 of each piece on disk (hex), null where not yet known. */
+  hashes: (string | null)[]
 }
 
 export interface TagInfo {
@@ -40,11 +42,14 @@ export interface BlobStore {
   stat(digest: Digest): Promise<BlobInfo | undefined>
   blobPath(digest: Digest): string
   partialPath(digest: Digest): string
-  /** Opens (creating or resuming) the partial file of a blob; returns where to resume. */
-  openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; offset: number }>
+  /** Opens (creating or resuming) the partial file of a blob, with the progress recorded for it. */
+  openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; progress: PartialInfo | undefined }>
   checkpoint(digest: Digest, info: PartialInfo): Promise<void>
   /** The partial's bytes were verified: make it a complete blob, atomically. */
-  commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string }): Promise<void>
+  commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string; pieceHashes?: string[] }): Promise<void>
+  /** Piece hashes (hex) of a complete blob, when known. */
+  pieceTable(digest: Digest): Promise<string[] | undefined>
+  setPieceTable(digest: Digest, hashes: string[]): Promise<void>
   discardPartial(digest: Digest): Promise<void>
   /** Writes a small verified blob (a manifest) whole. */
   putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void>
@@ -59,7 +64,7 @@ export function pieceSizeFor(size: number): number {
   return size > PIECE_SIZE_THRESHOLD ? PIECE_SIZE_LARGE : PIECE_SIZE_SMALL
 }
 
-type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess
+type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess | string[]
 
 export interface StoreInit {
   dataDir: string
@@ -113,42 +118,53 @@ class DiskStore implements BlobStore {
     return undefined
   }
 
-  async openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; offset: number }> {
+  async openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; progress: PartialInfo | undefined }> {
     const path = this.partialPath(digest)
     const prev = (await this.db.get(`partial:${digest.hex}`)) as PartialInfo | undefined
-    let offset = 0
     let handle: FileHandle
+    let progress: PartialInfo | undefined
     try {
       handle = await open(path, 'r+')
-      if (prev !== undefined && prev.size === size) {
-        const st = await handle.stat()
-        offset = Math.min(prev.offset, st.size)
+      if (prev !== undefined && prev.size === size && prev.pieceSize === pieceSizeFor(size) && Array.isArray(prev.hashes)) {
+        progress = prev
       }
     } catch {
       handle = await open(path, 'w+')
     }
-    // Anything past the last checkpoint may be torn: cut it off and rewrite it.
-    await handle.truncate(offset)
-    if (prev === undefined || prev.size !== size) {
-      await this.db.put(`partial:${digest.hex}`, { size, pieceSize: pieceSizeFor(size), offset })
+    if (progress === undefined) {
+      // Nothing usable recorded: start over (a sparse file of the final size).
+      await handle.truncate(0)
+      await this.db.del(`partial:${digest.hex}`)
     }
-    return { handle, offset }
+    await handle.truncate(size)
+    return { handle, progress }
   }
 
   async checkpoint(digest: Digest, info: PartialInfo): Promise<void> {
     await this.db.put(`partial:${digest.hex}`, info)
   }
 
-  async commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string }): Promise<void> {
+  async commit(
+    digest: Digest,
+    handle: FileHandle,
+    info: { size: number; mediaType?: string; pieceHashes?: string[] },
+  ): Promise<void> {
     await handle.sync()
     await rename(this.partialPath(digest), this.blobPath(digest))
     await fsyncDir(join(this.dataDir, 'blobs', 'sha256'))
     const blob: BlobInfo = { size: info.size, lastAccess: Date.now() }
     if (info.mediaType !== undefined) blob.mediaType = info.mediaType
-    await this.db.batch([
-      { type: 'put', key: `blob:${digest.hex}`, value: blob },
-      { type: 'del', key: `partial:${digest.hex}` },
-    ])
+    const batch = this.db.batch().put(`blob:${digest.hex}`, blob).del(`partial:${digest.hex}`)
+    if (info.pieceHashes !== undefined) batch.put(`table:${digest.hex}`, info.pieceHashes)
+    await batch.write()
+  }
+
+  async pieceTable(digest: Digest): Promise<string[] | undefined> {
+    return (await this.db.get(`table:${digest.hex}`)) as string[] | undefined
+  }
+
+  async setPieceTable(digest: Digest, hashes: string[]): Promise<void> {
+    await this.db.put(`table:${digest.hex}`, hashes)
   }
 
   async discardPartial(digest: Digest): Promise<void> {

@@ -1,12 +1,16 @@
+import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { MAX_BLOB_BYTES, READ_CHUNK_BYTES } from '../constants.js'
-import { ShoalError } from '../errors.js'
+import { isShoalError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
 import { originError } from '../origin/errors.js'
-import type { BlobStore } from '../store/store.js'
-import { type ByteSource, Transfer } from './transfer.js'
+import { type BlobStore, pieceSizeFor } from '../store/store.js'
+import type { BlobSwarm, LocalBlob } from './contracts.js'
+import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from './transfer.js'
 
 export type BlobSource = 'cache' | 'origin' | 'join'
 
@@ -29,15 +33,26 @@ export interface BlobHandle {
   release(): void
 }
 
+/** The swarm as the blob service sees it (src/swarm implements it). */
+export interface SwarmAccess {
+  /** Peers interested in `digest`, for a transfer of it. */
+  join(digest: Digest, size: number, local: LocalBlob): BlobSwarm
+  /** The blob's size from a peer that has it, when the origin cannot tell. */
+  findSize(digest: Digest, signal: AbortSignal): Promise<number | undefined>
+}
+
 export interface BlobServiceInit {
   /** How long a transfer with no client left keeps going before it is cancelled. */
   idleGraceMs?: number
+  transfer?: Partial<Omit<TransferInit, 'digest' | 'size' | 'mediaType'>>
 }
 
 export interface BlobServiceComponents {
   store: BlobStore
   origin: OriginClient
   logger: Logger
+  swarm?: SwarmAccess | undefined
+  onBytes?: (source: ByteOrigin | 'cache', bytes: number) => void
 }
 
 /** One transfer per digest: concurrent requests for an uncached blob share one download. */
@@ -46,17 +61,38 @@ export class BlobService {
   private readonly origin: OriginClient
   private readonly log: Logger
   private readonly transfers = new Map<string, Transfer>()
+  private readonly starting = new Map<string, Promise<Transfer>>()
   private readonly idleGraceMs: number
+  private readonly init: BlobServiceInit
+  private swarm: SwarmAccess | undefined
+  private readonly onBytes: (source: ByteOrigin | 'cache', bytes: number) => void
 
   constructor(init: BlobServiceInit, components: BlobServiceComponents) {
+    this.init = init
     this.store = components.store
     this.origin = components.origin
+    this.swarm = components.swarm
     this.log = components.logger.child({ component: 'blobs' })
     this.idleGraceMs = init.idleGraceMs ?? 2_000
+    this.onBytes = components.onBytes ?? (() => {})
+  }
+
+  /** The swarm starts after the blob service (it serves pieces from it). */
+  setSwarm(swarm: SwarmAccess | undefined): void {
+    this.swarm = swarm
   }
 
   get activeTransfers(): number {
     return this.transfers.size
+  }
+
+  /** What this node can serve of a blob: a running transfer's pieces or a complete blob. */
+  async local(digest: Digest): Promise<LocalBlob | undefined> {
+    const t = this.transfers.get(digest.hex)
+    if (t !== undefined && t.status === 'running') return t
+    const info = await this.store.stat(digest)
+    if (info === undefined || info.mediaType !== undefined) return undefined
+    return new StoredBlob(digest, info.size, this.store)
   }
 
   /** Size of a blob without fetching it: the store, a transfer in flight, or a HEAD upstream. */
@@ -64,9 +100,11 @@ export class BlobService {
     const info = await this.store.stat(req.digest)
     if (info !== undefined) return { size: info.size, source: 'cache' }
     const t = this.transfers.get(req.digest.hex)
-    if (t !== undefined && t.status !== 'failed') {
-      return { size: await t.sizeKnown, source: 'join' }
-    }
+    if (t !== undefined && t.status !== 'failed') return { size: t.size, source: 'join' }
+    return { size: await this.sizeFromOrigin(req), source: 'origin' }
+  }
+
+  private async sizeFromOrigin(req: BlobRequest): Promise<number> {
     const res = await this.origin.request(req.upstream, {
       method: 'HEAD',
       path: `/v2/${req.name}/blobs/${req.digest.value}`,
@@ -77,10 +115,10 @@ export class BlobService {
     if (res.status !== 200) throw await originError(res, 'BLOB_UNKNOWN', `blob ${req.digest.value}`)
     await res.body.dump().catch(() => {})
     const size = Number(res.headers['content-length'])
-    if (!Number.isSafeInteger(size) || size < 0) {
-      throw new ShoalError('UPSTREAM_ERROR', `origin gave no size for ${req.digest.value}`, { status: 502 })
+    if (!Number.isSafeInteger(size) || size < 0 || size > MAX_BLOB_BYTES) {
+      throw new ShoalError('UPSTREAM_ERROR', `origin gave no usable size for ${req.digest.value}`, { status: 502 })
     }
-    return { size, source: 'origin' }
+    return size
   }
 
   async open(req: BlobRequest): Promise<BlobHandle> {
@@ -92,123 +130,201 @@ export class BlobService {
     let transfer = this.transfers.get(req.digest.hex)
     let source: BlobSource = 'join'
     if (transfer === undefined || transfer.status === 'failed') {
-      transfer = this.startTransfer(req)
-      source = 'origin'
+      let pending = this.starting.get(req.digest.hex)
+      if (pending === undefined) {
+        source = 'origin'
+        pending = this.startTransfer(req)
+        this.starting.set(req.digest.hex, pending)
+        pending
+          .finally(() => this.starting.delete(req.digest.hex))
+          .catch(() => {})
+      }
+      transfer = await pending
     } else if (transfer.status === 'complete') {
       const done = await this.store.stat(req.digest)
       if (done !== undefined) return this.fileHandle(req.digest, done.size)
     }
     transfer.acquire()
-    try {
-      const size = await raceAbort(transfer.sizeKnown, req.signal)
-      const t = transfer
-      let released = false
-      return {
-        size,
-        source,
-        stream: (start, end, signal) => t.read(start, end, signal),
-        release: () => {
-          if (released) return
-          released = true
-          t.release(this.idleGraceMs)
-        },
-      }
-    } catch (err) {
-      transfer.release(this.idleGraceMs)
-      throw err
+    const t = transfer
+    let released = false
+    return {
+      size: t.size,
+      source,
+      stream: (start, end, signal) => t.read(start, end, signal),
+      release: () => {
+        if (released) return
+        released = true
+        t.release(this.idleGraceMs)
+      },
     }
   }
 
-  private startTransfer(req: BlobRequest): Transfer {
-    const transfer = new Transfer({ digest: req.digest }, { store: this.store, logger: this.log })
+  private async startTransfer(req: BlobRequest): Promise<Transfer> {
+    let size: number
+    try {
+      size = await this.sizeFromOrigin(req)
+    } catch (err) {
+      const swarm = this.swarm
+      if (!isShoalError(err, 'UPSTREAM_UNREACHABLE') || swarm === undefined) throw err
+      const fromPeers = await swarm.findSize(req.digest, req.signal)
+      if (fromPeers === undefined) throw err
+      this.log.info({ digest: req.digest.value }, 'origin unreachable; fetching from peers only')
+      size = fromPeers
+    }
+    const transfer = new Transfer(
+      { ...this.init.transfer, digest: req.digest, size },
+      {
+        store: this.store,
+        logger: this.log,
+        origin: this.originFetcher(req),
+        onBytes: this.onBytes,
+        swarm: undefined,
+      },
+    )
+    if (this.swarm !== undefined) transfer.attachSwarm(this.swarm.join(req.digest, size, transfer))
     this.transfers.set(req.digest.hex, transfer)
-    const source = this.originSource(req)
-    transfer
-      .run(source)
+    transfer.done
       .finally(() => {
         if (this.transfers.get(req.digest.hex) === transfer) this.transfers.delete(req.digest.hex)
       })
-      .catch((err: unknown) => this.log.error({ err: String(err) }, 'transfer bookkeeping failed'))
+      .catch(() => {})
+    await transfer.start()
     return transfer
   }
 
-  /** The origin as a ByteSource: GET with Range from the resume offset. */
-  private originSource(req: BlobRequest): ByteSource {
+  /** The origin as a source of byte ranges: GET with Range, tolerating a registry that ignores it. */
+  private originFetcher(req: BlobRequest): OriginFetcher {
     const { upstream, name, digest, clientAuthorization } = req
     return {
       name: `origin ${upstream.url.origin}`,
-      open: async (offset, signal) => {
-        const headers: Record<string, string> = {}
-        if (offset > 0) headers.range = `bytes=${offset}-`
+      fetch: async (start, end, signal) => {
         const res = await this.origin.request(upstream, {
           method: 'GET',
           path: `/v2/${name}/blobs/${digest.value}`,
           scope: `repository:${name}:pull`,
-          headers,
+          headers: { range: `bytes=${start}-${end - 1}` },
           clientAuthorization,
           signal,
         })
-        let size: number
-        let restarted = false
-        if (res.status === 200) {
-          size = Number(res.headers['content-length'])
-          restarted = offset > 0
-        } else if (res.status === 206) {
-          const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.headers['content-range'] ?? '')
-          if (m === null || Number(m[1]) !== offset) {
+        if (res.status === 206) {
+          const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '')
+          if (m === null || Number(m[1]) !== start) {
             await res.body.dump().catch(() => {})
             throw new ShoalError('UPSTREAM_ERROR', `origin sent a bad Content-Range for ${digest.value}`, {
               status: 502,
             })
           }
-          size = Number(m[3])
-        } else {
-          throw await originError(res, 'BLOB_UNKNOWN', `blob ${digest.value}`)
+          return res.body
         }
-        if (!Number.isSafeInteger(size) || size < 0 || size > MAX_BLOB_BYTES) {
-          await res.body.dump().catch(() => {})
-          throw new ShoalError('UPSTREAM_ERROR', `origin gave no usable size for ${digest.value}`, { status: 502 })
-        }
-        return { size, restarted, body: res.body }
+        if (res.status === 200) return slice(res.body, start, end)
+        throw await originError(res, 'BLOB_UNKNOWN', `blob ${digest.value}`)
       },
     }
   }
 
   private fileHandle(digest: Digest, size: number): BlobHandle {
     const path = this.store.blobPath(digest)
+    const onBytes = this.onBytes
     return {
       size,
       source: 'cache',
-      stream: (start, end) =>
-        end <= start
-          ? emptyIterable()
-          : createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK_BYTES * 4 }),
+      stream: (start, end) => {
+        if (end <= start) return emptyIterable()
+        const rs = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK_BYTES * 4 })
+        rs.on('data', (chunk) => onBytes('cache', chunk.length))
+        return rs
+      },
       release: () => {},
     }
   }
 
-  /** Stops every transfer (shutdown); partial files stay for a resume. */
+  /** Stops every transfer (shutdown); pieces on disk stay for a resume. */
   abortAll(): void {
     for (const t of this.transfers.values()) t.abort(new ShoalError('ABORTED', 'shutting down'))
   }
 }
 
+/** A complete, verified blob in the store, as the swarm serves it. */
+class StoredBlob implements LocalBlob {
+  readonly pieceSize: number
+  readonly pieceCount: number
+  readonly downloading = false
+  private table: Uint8Array[] | undefined
+  private readonly bits: Uint8Array
+
+  constructor(
+    private readonly digest: Digest,
+    readonly size: number,
+    private readonly store: BlobStore,
+  ) {
+    this.pieceSize = pieceSizeFor(size)
+    this.pieceCount = Math.max(1, Math.ceil(size / this.pieceSize))
+    this.bits = new Uint8Array(Math.ceil(this.pieceCount / 8))
+    for (let i = 0; i < this.pieceCount; i++) this.bits[i >> 3] = (this.bits[i >> 3] ?? 0) | (1 << (i & 7))
+  }
+
+  has(index: number): boolean {
+    return index >= 0 && index < this.pieceCount
+  }
+
+  bitfield(): Uint8Array {
+    return this.bits
+  }
+
+  hashOf(index: number): Uint8Array | undefined {
+    return this.table?.[index]
+  }
+
+  /** From the store, or computed once by reading the blob (blobs stored before tables existed). */
+  async pieceTable(): Promise<Uint8Array[] | undefined> {
+    if (this.table !== undefined) return this.table
+    const hex = await this.store.pieceTable(this.digest)
+    if (hex !== undefined && hex.length === this.pieceCount && hex.every((h) => h.length === 64)) {
+      this.table = hex.map((h) => Buffer.from(h, 'hex'))
+      return this.table
+    }
+    const table: Uint8Array[] = []
+    for (let i = 0; i < this.pieceCount; i++) {
+      table.push(createHash('sha256').update(await this.readPiece(i)).digest())
+    }
+    await this.store.setPieceTable(this.digest, table.map((h) => Buffer.from(h).toString('hex')))
+    this.table = table
+    return table
+  }
+
+  async readPiece(index: number): Promise<Uint8Array> {
+    const start = index * this.pieceSize
+    const len = Math.min(this.size, start + this.pieceSize) - start
+    const buf = Buffer.allocUnsafe(len)
+    let fh: FileHandle | undefined
+    try {
+      fh = await open(this.store.blobPath(this.digest), 'r')
+      let off = 0
+      while (off < len) {
+        const { bytesRead } = await fh.read(buf, off, len - off, start + off)
+        if (bytesRead === 0) throw new ShoalError('BLOB_UNKNOWN', `blob ${this.digest.value} is shorter than recorded`)
+        off += bytesRead
+      }
+    } finally {
+      await fh?.close()
+    }
+    return buf
+  }
+}
+
 async function* emptyIterable(): AsyncGenerator<Uint8Array> {}
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(v)
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(e)
-      },
-    )
-  })
+/** Bytes [start, end) of a body that starts at 0 (an origin that ignored Range). */
+async function* slice(body: AsyncIterable<Uint8Array>, start: number, end: number): AsyncGenerator<Uint8Array> {
+  let pos = 0
+  for await (const chunk of body) {
+    const cStart = pos
+    pos += chunk.byteLength
+    if (pos <= start) continue
+    const from = Math.max(0, start - cStart)
+    const to = Math.min(chunk.byteLength, end - cStart)
+    if (to > from) yield chunk.subarray(from, to)
+    if (pos >= end) return
+  }
 }
+

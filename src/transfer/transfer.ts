@@ -1,237 +1,529 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
-import { CHECKPOINT_BYTES, READ_CHUNK_BYTES } from '../constants.js'
+import { READ_CHUNK_BYTES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
-import { type BlobStore, pieceSizeFor } from '../store/store.js'
+import { type BlobStore, type PartialInfo, pieceSizeFor } from '../store/store.js'
+import { Bitfield } from './bitfield.js'
+import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
 
-/**
- * A source of a blob's bytes from some offset on. The origin is one; swarm peers plug in here.
- */
-export interface ByteSource {
+/** Where bytes come from when no peer has them. */
+export interface OriginFetcher {
   readonly name: string
-  /**
-   * Opens the blob from `offset`. Resolves once the source answered: with the blob's total size
-   * and an async iterable of the bytes from `offset` (or from 0 when `restarted` is set, for a
-   * source that ignored the range).
-   */
-  open(
-    offset: number,
-    signal: AbortSignal,
-  ): Promise<{ size: number; restarted: boolean; body: AsyncIterable<Uint8Array> }>
+  /** Bytes [start, end) of the blob, as they arrive. */
+  fetch(start: number, end: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>
 }
 
-export type TransferState = 'starting' | 'running' | 'complete' | 'failed'
+export type TransferState = 'running' | 'complete' | 'failed'
+export type ByteOrigin = 'origin' | 'peer'
 
 export interface TransferInit {
   digest: Digest
-  /** Known in advance for manifests from an index; otherwise learnt from the source. */
+  size: number
   mediaType?: string
-  /** Resume attempts after a body broke off mid-way. */
-  maxResumes?: number
+  /** Origin requests in flight at once for this blob. */
+  originConcurrency?: number
+  /** Attempts of one piece (or run) from the origin before the transfer fails. */
+  originAttempts?: number
+  peerRequestsPerPeer?: number
+  maxPeerRequests?: number
+  peerRequestTimeoutMs?: number
+  /** How long a piece owned by another downloader waits for that owner's claim or Have. */
+  ownerWaitMs?: number
+  /** A claim not refreshed for this long no longer holds. */
+  claimTimeoutMs?: number
 }
 
 export interface TransferComponents {
   store: BlobStore
   logger: Logger
+  origin: OriginFetcher
+  swarm?: BlobSwarm | undefined
+  /** Counts bytes obtained for this blob, by where they came from. */
+  onBytes?: (source: ByteOrigin, bytes: number) => void
+}
+
+const DEFAULTS = {
+  originConcurrency: 4,
+  originAttempts: 4,
+  peerRequestsPerPeer: 4,
+  maxPeerRequests: 16,
+  peerRequestTimeoutMs: 30_000,
+  ownerWaitMs: 3_000,
+  claimTimeoutMs: 30_000,
+}
+
+/** Rendezvous (highest random weight) score of a downloader for a piece. */
+export function rendezvousScore(peerId: string, digest: string, index: number): bigint {
+  return createHash('sha256').update(`${peerId}\n${digest}\n${index}`).digest().readBigUInt64BE(0)
 }
 
 /**
- * One download of one blob into its partial file, shared by every client that wants the blob
- * while it runs (single flight). Clients read the partial file behind the writer; the last byte
- * is held back until the whole blob is verified, so no client ever receives a complete wrong blob.
+ * One download of one blob into its partial file, shared by every client that wants it (single
+ * flight). Pieces come from peers when any has them, else from the origin — for a piece nobody
+ * has, only from the downloader that rendezvous hashing picks (the others wait for its Have).
+ * Clients read the contiguous prefix behind the writers; the last byte is held back until the
+ * whole blob matches its digest, so no client ever receives a complete wrong blob.
  */
-export class Transfer {
+export class Transfer implements LocalBlob {
   readonly digest: Digest
+  readonly size: number
+  readonly pieceSize: number
+  readonly pieceCount: number
+  private readonly init: TransferInit
+  private readonly opts: typeof DEFAULTS
   private readonly store: BlobStore
   private readonly log: Logger
-  private readonly init: TransferInit
+  private readonly originFetcher: OriginFetcher
+  private swarm: BlobSwarm | undefined
+  private readonly onBytes: (source: ByteOrigin, bytes: number) => void
   private readonly controller = new AbortController()
-  private state: TransferState = 'starting'
-  private size = -1
-  /** Bytes [0, written) are in the partial file. */
-  private written = 0
-  private handle: FileHandle | undefined
+  private state: TransferState = 'running'
   private error: Error | undefined
+  private handle: FileHandle | undefined
+  private have: Bitfield
+  private readonly hashes: (Buffer | undefined)[]
+  /** Who delivered each piece: 'origin' or a peer ID (for repair and banning). */
+  private readonly deliveredBy: (string | undefined)[]
+  private readonly inflight = new Map<number, string>()
+  private originInflight = 0
+  private peerInflight = 0
+  private readonly originFailures = new Map<number, number>()
+  private readonly startedAt = Date.now()
+  /** Whole-blob hash over pieces [0, hashedPieces). */
+  private hasher: Hash = createHash('sha256')
+  private hashedPieces = 0
+  private hashing: Promise<void> = Promise.resolve()
+  private checkpointing: Promise<void> = Promise.resolve()
   private readers = 0
   private readonly waiters = new Set<() => void>()
   private idleTimer: NodeJS.Timeout | undefined
-  readonly sizeKnown: Promise<number>
-  private resolveSize!: (n: number) => void
-  private rejectSize!: (e: Error) => void
+  private tick: NodeJS.Timeout | undefined
+  private scheduled = false
   readonly done: Promise<void>
   private resolveDone!: () => void
   private rejectDone!: (e: Error) => void
 
   constructor(init: TransferInit, components: TransferComponents) {
     this.init = init
+    this.opts = { ...DEFAULTS, ...stripUndefined(init) }
     this.digest = init.digest
+    this.size = init.size
+    this.pieceSize = pieceSizeFor(init.size)
+    this.pieceCount = Math.max(1, Math.ceil(init.size / this.pieceSize))
     this.store = components.store
     this.log = components.logger.child({ digest: init.digest.value })
-    this.sizeKnown = new Promise((resolve, reject) => {
-      this.resolveSize = resolve
-      this.rejectSize = reject
-    })
+    this.originFetcher = components.origin
+    this.swarm = components.swarm
+    this.onBytes = components.onBytes ?? (() => {})
+    this.have = new Bitfield(this.pieceCount)
+    this.hashes = new Array<Buffer | undefined>(this.pieceCount)
+    this.deliveredBy = new Array<string | undefined>(this.pieceCount)
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
       this.rejectDone = reject
     })
-    // Nobody may be awaiting these yet; their failures are reported to readers, not lost.
-    this.sizeKnown.catch(() => {})
     this.done.catch(() => {})
+  }
+
+  /** Peers join after construction: the swarm needs the transfer to serve its pieces. */
+  attachSwarm(swarm: BlobSwarm): void {
+    this.swarm = swarm
   }
 
   get status(): TransferState {
     return this.state
   }
 
-  get bytesWritten(): number {
-    return this.written
+  get downloading(): boolean {
+    return this.state === 'running'
   }
 
-  /** Runs the download. Never rejects: failures land in `done`. */
-  async run(source: ByteSource): Promise<void> {
+  /** Opens the partial file (resuming recorded pieces) and starts fetching. */
+  async start(): Promise<void> {
     try {
-      await this.download(source)
-      this.state = 'complete'
+      const { handle, progress } = await this.store.openPartial(this.digest, this.size)
+      this.handle = handle
+      if (progress !== undefined) this.resume(progress)
+      if (this.size === 0) {
+        this.have = Bitfield.full(this.pieceCount)
+        this.hashes[0] = createHash('sha256').digest()
+      }
+    } catch (err) {
+      this.fail(err)
+      return
+    }
+    this.swarm?.onChange(() => this.schedule())
+    this.tick = setInterval(() => this.schedule(), 250)
+    this.tick.unref()
+    await this.advanceHash()
+    this.schedule()
+  }
+
+  private resume(progress: PartialInfo): void {
+    const bits = new Bitfield(this.pieceCount, Buffer.from(progress.bitfield, 'base64'))
+    for (let i = 0; i < this.pieceCount; i++) {
+      const h = progress.hashes[i]
+      if (bits.has(i) && typeof h === 'string') {
+        this.have.set(i)
+        this.hashes[i] = Buffer.from(h, 'hex')
+        this.deliveredBy[i] = 'disk'
+      }
+    }
+    if (this.have.size > 0) {
+      this.log.info({ pieces: this.have.size, of: this.pieceCount }, 'resuming partial blob')
+    }
+  }
+
+  // ---- LocalBlob (what peers may fetch from us) ----
+
+  has(index: number): boolean {
+    return this.have.has(index)
+  }
+
+  bitfield(): Uint8Array {
+    return this.have.bytes
+  }
+
+  hashOf(index: number): Uint8Array | undefined {
+    return this.have.has(index) ? this.hashes[index] : undefined
+  }
+
+  async pieceTable(): Promise<Uint8Array[] | undefined> {
+    return undefined
+  }
+
+  async readPiece(index: number): Promise<Uint8Array> {
+    const handle = this.handle
+    if (handle === undefined || !this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
+    const [start, end] = this.bounds(index)
+    const buf = Buffer.allocUnsafe(end - start)
+    await readFully(handle, buf, start)
+    return buf
+  }
+
+  // ---- scheduling ----
+
+  private bounds(index: number): [number, number] {
+    const start = index * this.pieceSize
+    return [start, Math.min(this.size, start + this.pieceSize)]
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.state !== 'running') return
+    this.scheduled = true
+    queueMicrotask(() => {
+      this.scheduled = false
+      try {
+        this.scheduleNow()
+      } catch (err) {
+        this.fail(err)
+      }
+    })
+  }
+
+  private scheduleNow(): void {
+    if (this.state !== 'running' || this.handle === undefined) return
+    if (this.have.complete) return
+    const peers = (this.swarm?.peers() ?? []).filter((p) => p !== undefined)
+    const downloaders = [this.swarm?.selfId ?? 'self', ...peers.filter((p) => p.downloading).map((p) => p.id)]
+    const now = Date.now()
+    const swarmActive = peers.length > 0
+    for (let i = 0; i < this.pieceCount; i++) {
+      if (this.have.has(i) || this.inflight.has(i)) continue
+      const holders = peers.filter((p) => p.has(i) && p.inflight < this.opts.peerRequestsPerPeer)
+      if (holders.length > 0) {
+        if (this.peerInflight >= this.opts.maxPeerRequests) continue
+        this.requestFromPeer(i, pickPeer(holders))
+        continue
+      }
+      if (peers.some((p) => p.has(i))) continue // holders busy: wait for a slot
+      if (!swarmActive) {
+        // Alone: one request for everything still missing, the cheapest way over HTTP.
+        if (this.originInflight === 0) this.fetchFromOrigin(i, this.pieceCount)
+        continue
+      }
+      if (this.originInflight >= this.opts.originConcurrency) continue
+      if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
+      this.fetchFromOrigin(i, 1)
+    }
+  }
+
+  /** The cold-start rule: only the rendezvous owner fetches a piece no peer has, unless it is slow or gone. */
+  private mayFetchFromOrigin(index: number, downloaders: string[], now: number): boolean {
+    const swarm = this.swarm
+    if (swarm === undefined) return true
+    const claim = swarm.claimOf(index)
+    if (claim !== undefined && now - claim.at < this.opts.claimTimeoutMs) return false
+    let owner = swarm.selfId
+    let best = -1n
+    for (const id of downloaders) {
+      const score = rendezvousScore(id, this.digest.value, index)
+      if (score > best) {
+        best = score
+        owner = id
+      }
+    }
+    if (owner === swarm.selfId) return true
+    return now - this.startedAt > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+  }
+
+  private requestFromPeer(index: number, peer: SwarmPeer): void {
+    const swarm = this.swarm
+    if (swarm === undefined) return
+    this.inflight.set(index, peer.id)
+    this.peerInflight++
+    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.opts.peerRequestTimeoutMs)])
+    swarm
+      .request(peer, index, signal)
+      .then(async (data) => {
+        const [start, end] = this.bounds(index)
+        if (data.byteLength !== end - start) {
+          swarm.ban(peer.id, `piece ${index} has ${data.byteLength} bytes, expected ${end - start}`)
+          return
+        }
+        const hash = createHash('sha256').update(data).digest()
+        const expected = this.expectedHash(index, peer)
+        if (expected !== undefined && !hash.equals(expected)) {
+          swarm.ban(peer.id, `piece ${index} does not match its announced hash`)
+          return
+        }
+        await this.storePiece(index, data, hash, peer.id)
+        this.onBytes('peer', data.byteLength)
+      })
+      .catch((err: unknown) => {
+        if (this.state === 'running') this.log.debug({ peer: peer.id, index, err: String(err) }, 'piece request failed')
+      })
+      .finally(() => {
+        this.inflight.delete(index)
+        this.peerInflight--
+        this.schedule()
+      })
+  }
+
+  /** The hash to check a peer's piece against: another peer's word first, then the sender's own. */
+  private expectedHash(index: number, sender: SwarmPeer): Buffer | undefined {
+    for (const p of this.swarm?.peers() ?? []) {
+      if (p.id === sender.id) continue
+      const h = p.hashOf(index)
+      if (h !== undefined) return Buffer.from(h)
+    }
+    const own = sender.hashOf(index)
+    return own === undefined ? undefined : Buffer.from(own)
+  }
+
+  private fetchFromOrigin(first: number, maxRun: number): void {
+    let last = first
+    while (last + 1 < this.pieceCount && last + 1 - first < maxRun && !this.have.has(last + 1) && !this.inflight.has(last + 1)) {
+      last++
+    }
+    for (let i = first; i <= last; i++) {
+      this.inflight.set(i, 'origin')
+      this.swarm?.announceClaim(i)
+    }
+    this.originInflight++
+    this.originRun(first, last)
+      .catch((err: unknown) => {
+        if (this.state !== 'running') return
+        const failures = (this.originFailures.get(first) ?? 0) + 1
+        this.originFailures.set(first, failures)
+        if (failures >= this.opts.originAttempts || (err as ShoalError).code === 'DIGEST_INVALID') {
+          this.fail(err)
+          return
+        }
+        this.log.info({ piece: first, failures, err: String(err) }, 'origin fetch broke off; retrying')
+      })
+      .finally(() => {
+        for (let i = first; i <= last; i++) if (this.inflight.get(i) === 'origin') this.inflight.delete(i)
+        this.originInflight--
+        this.schedule()
+      })
+  }
+
+  /** Pieces [first, last] in one Range request, each stored as soon as it is whole. */
+  private async originRun(first: number, last: number): Promise<void> {
+    const [start] = this.bounds(first)
+    const [, end] = this.bounds(last)
+    const body = await this.originFetcher.fetch(start, end, this.controller.signal)
+    let index = first
+    let [pStart, pEnd] = this.bounds(index)
+    let buf = Buffer.allocUnsafe(pEnd - pStart)
+    let filled = 0
+    let received = 0
+    for await (const chunk of body) {
+      let off = 0
+      if (received + chunk.byteLength > end - start) {
+        throw new ShoalError('SIZE_INVALID', `${this.originFetcher.name} sent more than asked`, { status: 502 })
+      }
+      received += chunk.byteLength
+      while (off < chunk.byteLength) {
+        const n = Math.min(chunk.byteLength - off, buf.length - filled)
+        buf.set(chunk.subarray(off, off + n), filled)
+        filled += n
+        off += n
+        if (filled === buf.length) {
+          const hash = createHash('sha256').update(buf).digest()
+          await this.storePiece(index, buf, hash, 'origin')
+          this.onBytes('origin', buf.length)
+          this.inflight.delete(index)
+          index++
+          if (index > last) break
+          ;[pStart, pEnd] = this.bounds(index)
+          buf = Buffer.allocUnsafe(pEnd - pStart)
+          filled = 0
+        }
+      }
+    }
+    if (index <= last) {
+      throw new ShoalError('UPSTREAM_ERROR', `${this.originFetcher.name} ended the body early (piece ${index})`, {
+        status: 502,
+      })
+    }
+  }
+
+  private async storePiece(index: number, data: Uint8Array, hash: Buffer, from: string): Promise<void> {
+    if (this.have.has(index) || this.state !== 'running') return
+    const handle = this.handle
+    if (handle === undefined) return
+    const [start] = this.bounds(index)
+    await writeAll(handle, data, start)
+    this.hashes[index] = hash
+    this.deliveredBy[index] = from
+    this.have.set(index)
+    this.swarm?.announceHave(index, hash)
+    this.wake()
+    // The next piece of the whole-blob hash can use these bytes without reading them back.
+    await this.advanceHash(index, data)
+    await this.checkpoint()
+  }
+
+  /** Feeds the whole-blob hash with the contiguous pieces; verifies and commits at the end. */
+  private advanceHash(justWritten?: number, data?: Uint8Array): Promise<void> {
+    this.hashing = this.hashing.then(async () => {
+      while (this.hashedPieces < this.pieceCount && this.have.has(this.hashedPieces)) {
+        const i = this.hashedPieces
+        if (i === justWritten && data !== undefined) this.hasher.update(data)
+        else this.hasher.update(await this.readPiece(i))
+        this.hashedPieces++
+      }
+      if (this.hashedPieces === this.pieceCount && this.state === 'running') await this.finish()
+    })
+    return this.hashing.catch((err: unknown) => this.fail(err))
+  }
+
+  private checkpoint(): Promise<void> {
+    this.checkpointing = this.checkpointing.then(async () => {
+      const handle = this.handle
+      if (handle === undefined || this.state !== 'running') return
+      await handle.datasync()
+      await this.store.checkpoint(this.digest, {
+        size: this.size,
+        pieceSize: this.pieceSize,
+        bitfield: Buffer.from(this.have.bytes).toString('base64'),
+        hashes: this.hashes.map((h, i) => (h !== undefined && this.have.has(i) ? h.toString('hex') : null)),
+      })
+    })
+    return this.checkpointing.catch((err: unknown) => this.log.warn({ err: String(err) }, 'checkpoint failed'))
+  }
+
+  private async finish(): Promise<void> {
+    const hex = this.hasher.digest('hex')
+    if (hex !== this.digest.hex) {
+      await this.repair()
+      return
+    }
+    await this.commit()
+    this.log.info({ size: this.size, ms: Date.now() - this.startedAt }, 'blob verified and stored')
+  }
+
+  /** Verified: clients may have the last byte now; then the partial becomes a complete blob. */
+  private async commit(): Promise<void> {
+    const handle = this.handle
+    if (handle === undefined) throw new Error('partial file not open')
+    this.state = 'complete'
+    this.stopTimers()
+    this.wake()
+    await this.checkpointing
+    const info: { size: number; mediaType?: string; pieceHashes: string[] } = {
+      size: this.size,
+      pieceHashes: this.hashes.map((h) => h?.toString('hex') ?? ''),
+    }
+    if (this.init.mediaType !== undefined) info.mediaType = this.init.mediaType
+    try {
+      await this.store.commit(this.digest, handle, info)
       this.resolveDone()
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err))
-      this.state = 'failed'
-      this.error = e
-      this.rejectSize(e)
-      this.rejectDone(e)
-      this.log.warn({ err: e.message, code: (e as ShoalError).code, written: this.written }, 'transfer failed')
-    } finally {
-      this.wake()
-      if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
-      await this.maybeClose()
+      this.log.error({ err: String(err) }, 'could not store the verified blob')
+      this.rejectDone(err instanceof Error ? err : new Error(String(err)))
     }
+    await this.maybeClose()
   }
 
-  private async download(source: ByteSource): Promise<void> {
-    const signal = this.controller.signal
-    const maxResumes = this.init.maxResumes ?? 3
-    let hasher: Hash | undefined
-    let lastCheckpoint = 0
-    for (let attempt = 0; ; attempt++) {
-      const opened = await source.open(this.written, signal)
-      if (this.size === -1) {
-        this.size = opened.size
-        const partial = await this.store.openPartial(this.digest, this.size)
-        this.handle = partial.handle
-        this.written = partial.offset
-        lastCheckpoint = partial.offset
-        if (this.written !== 0 && !opened.restarted) {
-          // The partial file is ahead of (or behind) what we asked for: ask again from its end.
-          await drain(opened.body)
-          this.state = 'running'
-          this.resolveSize(this.size)
-          hasher = await this.hashPrefix(this.written)
-          this.log.info({ offset: this.written, size: this.size }, 'resuming partial blob')
-          if (this.written === this.size) break
-          attempt--
-          continue
-        }
-        this.state = 'running'
-        this.resolveSize(this.size)
-      } else if (opened.size !== this.size) {
-        throw new ShoalError('SIZE_INVALID', `${source.name} changed the size of ${this.digest.value}`, { status: 502 })
-      }
-      if (opened.restarted) {
-        this.written = 0
-        lastCheckpoint = 0
-        hasher = undefined
-      }
-      hasher ??= await this.hashPrefix(this.written)
-      const handle = this.handle
-      if (handle === undefined) throw new Error('partial file not open')
-      try {
-        for await (const chunk of opened.body) {
-          if (this.written + chunk.byteLength > this.size) {
-            throw new ShoalError('SIZE_INVALID', `${source.name} sent more than ${this.size} bytes`, { status: 502 })
-          }
-          await writeAll(handle, chunk, this.written)
-          hasher.update(chunk)
-          this.written += chunk.byteLength
-          this.wake()
-          if (this.written - lastCheckpoint >= CHECKPOINT_BYTES) {
-            await handle.datasync()
-            await this.store.checkpoint(this.digest, {
-              size: this.size,
-              pieceSize: pieceSizeFor(this.size),
-              offset: this.written,
-            })
-            lastCheckpoint = this.written
-          }
-        }
-      } catch (err) {
-        if (signal.aborted) throw abortError(signal)
-        if ((err as ShoalError).code === 'SIZE_INVALID') throw err
-        await this.saveProgress()
-        if (attempt >= maxResumes) throw err
-        this.log.info({ offset: this.written, attempt, err: String(err) }, 'body broke off; resuming with Range')
-        continue
-      }
-      if (this.written < this.size) {
-        await this.saveProgress()
-        if (attempt >= maxResumes) {
-          throw new ShoalError('UPSTREAM_ERROR', `${source.name} ended the body at ${this.written} of ${this.size}`, {
-            status: 502,
-          })
-        }
-        this.log.info({ offset: this.written, attempt }, 'short body; resuming with Range')
-        continue
-      }
-      break
-    }
-    const hex = hasher?.digest('hex')
-    if (hex !== this.digest.hex) {
-      // Nothing of a wrong blob is kept: the next request starts over.
+  /**
+   * The blob does not match its digest. Pieces from peers are compared with the origin's bytes;
+   * a peer that sent a wrong piece is banned and the piece rewritten. If every piece came from
+   * the origin, the origin itself is wrong: nothing is kept.
+   */
+  private async repair(): Promise<void> {
+    const suspects = this.deliveredBy.map((by, i) => ({ by, i })).filter((x) => x.by !== 'origin')
+    if (suspects.length === 0) {
       await this.store.discardPartial(this.digest).catch(() => {})
       throw new ShoalError('DIGEST_INVALID', `content of ${this.digest.value} does not match its digest`, {
         status: 502,
-        detail: { got: `sha256:${hex}` },
       })
     }
-    const handle = this.handle
-    if (handle === undefined) throw new Error('partial file not open')
-    const commitInfo: { size: number; mediaType?: string } = { size: this.size }
-    if (this.init.mediaType !== undefined) commitInfo.mediaType = this.init.mediaType
-    await this.store.commit(this.digest, handle, commitInfo)
-    this.log.info({ size: this.size }, 'blob verified and stored')
-  }
-
-  private async saveProgress(): Promise<void> {
-    if (this.handle === undefined) return
-    try {
-      await this.handle.datasync()
-      await this.store.checkpoint(this.digest, {
-        size: this.size,
-        pieceSize: pieceSizeFor(this.size),
-        offset: this.written,
+    this.log.warn({ suspects: suspects.length }, 'blob does not match its digest; checking peer pieces against the origin')
+    let fixed = 0
+    for (const { by, i } of suspects) {
+      const [start, end] = this.bounds(i)
+      const body = await this.originFetcher.fetch(start, end, this.controller.signal)
+      const chunks: Buffer[] = []
+      for await (const c of body) chunks.push(Buffer.from(c))
+      const good = Buffer.concat(chunks)
+      this.onBytes('origin', good.length)
+      const mine = await this.readPiece(i)
+      if (!good.equals(Buffer.from(mine))) {
+        if (by !== undefined && by !== 'disk') this.swarm?.ban(by, `piece ${i} did not match the origin's bytes`)
+        await writeAll(this.handle as FileHandle, good, start)
+        this.hashes[i] = createHash('sha256').update(good).digest()
+        fixed++
+      }
+      this.deliveredBy[i] = 'origin'
+    }
+    this.hasher = createHash('sha256')
+    for (let i = 0; i < this.pieceCount; i++) this.hasher.update(await this.readPiece(i))
+    this.log.warn({ fixed }, 'repaired pieces from the origin')
+    if (this.hasher.digest('hex') !== this.digest.hex) {
+      await this.store.discardPartial(this.digest).catch(() => {})
+      throw new ShoalError('DIGEST_INVALID', `content of ${this.digest.value} does not match its digest`, {
+        status: 502,
       })
-    } catch (err) {
-      this.log.warn({ err: String(err) }, 'could not record progress')
     }
+    this.hashedPieces = this.pieceCount
+    await this.commit()
   }
 
-  /** sha256 state over the partial file's first `length` bytes (after a resume). */
-  private async hashPrefix(length: number): Promise<Hash> {
-    const hasher = createHash('sha256')
-    const handle = this.handle
-    if (handle === undefined || length === 0) return hasher
-    const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES * 4)
-    let pos = 0
-    while (pos < length) {
-      const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, length - pos), pos)
-      if (bytesRead === 0) throw new Error('partial file shorter than recorded')
-      hasher.update(buf.subarray(0, bytesRead))
-      pos += bytesRead
-    }
-    return hasher
+  private fail(err: unknown): void {
+    if (this.state !== 'running') return
+    const e = err instanceof Error ? err : new Error(String(err))
+    this.state = 'failed'
+    this.error = e
+    this.controller.abort(e)
+    this.stopTimers()
+    this.log.warn({ err: e.message, code: (e as ShoalError).code, pieces: this.have.size }, 'transfer failed')
+    this.wake()
+    this.rejectDone(e)
+    this.checkpointing.finally(() => this.maybeClose()).catch(() => {})
   }
+
+  private stopTimers(): void {
+    if (this.tick !== undefined) clearInterval(this.tick)
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    this.swarm?.close()
+  }
+
+  // ---- readers ----
 
   private wake(): void {
     const waiters = [...this.waiters]
@@ -239,18 +531,15 @@ export class Transfer {
     for (const w of waiters) w()
   }
 
-  /** How far a reader may read now: the last byte only after verification. */
+  /** How far a reader may read now: the contiguous prefix, the last byte only after verification. */
   private readable(): number {
     if (this.state === 'complete') return this.size
-    return Math.min(this.written, Math.max(0, this.size - 1))
+    const prefix = Math.min(this.size, this.have.firstMissing(0) * this.pieceSize)
+    return Math.min(prefix, Math.max(0, this.size - 1))
   }
 
-  /**
-   * Streams bytes [start, end) of the blob as they land. The caller holds a reader slot from
-   * `acquire()` for as long as it reads.
-   */
+  /** Streams bytes [start, end) as they land. The caller holds a reader slot from `acquire()`. */
   async *read(start: number, end: number, signal: AbortSignal): AsyncGenerator<Buffer> {
-    await this.sizeKnown
     let pos = start
     while (pos < end) {
       if (signal.aborted) throw abortError(signal)
@@ -295,17 +584,17 @@ export class Transfer {
   }
 
   /**
-   * The last reader leaving an unfinished transfer cancels it after `graceMs` (a client that
-   * retries at once finds it still running); the partial file stays for a later resume.
+   * The last reader leaving a running transfer cancels it after `graceMs` (a client that retries
+   * at once finds it still running); its pieces stay on disk for a later resume.
    */
   release(graceMs: number): void {
     this.readers--
     if (this.readers > 0) return
-    if (this.state === 'starting' || this.state === 'running') {
+    if (this.state === 'running') {
       this.idleTimer = setTimeout(() => {
-        if (this.readers === 0) {
-          this.log.info({ written: this.written }, 'no client left; cancelling transfer')
-          this.controller.abort(new ShoalError('ABORTED', 'no client left'))
+        if (this.readers === 0 && this.state === 'running') {
+          this.log.info({ pieces: this.have.size }, 'no client left; cancelling transfer')
+          this.fail(new ShoalError('ABORTED', 'no client left'))
         }
       }, graceMs)
       this.idleTimer.unref()
@@ -315,15 +604,24 @@ export class Transfer {
   }
 
   abort(reason: Error): void {
-    this.controller.abort(reason)
+    this.fail(reason)
   }
 
   private async maybeClose(): Promise<void> {
-    if (this.readers > 0 || this.state === 'starting' || this.state === 'running') return
+    if (this.readers > 0 || this.state === 'running') return
+    await this.hashing.catch(() => {})
     const handle = this.handle
     this.handle = undefined
     await handle?.close()
   }
+}
+
+function pickPeer(peers: SwarmPeer[]): SwarmPeer {
+  let best = peers[0] as SwarmPeer
+  for (const p of peers) {
+    if (p.inflight < best.inflight || (p.inflight === best.inflight && p.throughput > best.throughput)) best = p
+  }
+  return best
 }
 
 async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
@@ -334,7 +632,16 @@ async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number)
   }
 }
 
-async function drain(body: AsyncIterable<Uint8Array>): Promise<void> {
-  const it = body[Symbol.asyncIterator]()
-  await it.return?.()
+async function readFully(handle: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let off = 0
+  while (off < buf.length) {
+    const { bytesRead } = await handle.read(buf, off, buf.length - off, position + off)
+    if (bytesRead === 0) throw new Error(`file ended at ${position + off}`)
+    off += bytesRead
+  }
 }
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+

@@ -1,0 +1,49 @@
+/**
+ * What the transfer engine needs from the swarm, and what the swarm needs from a local blob.
+ * The swarm (src/swarm) implements `BlobSwarm`; transfers and the store implement `LocalBlob`.
+ */
+
+/** A blob this node can serve pieces of (complete in the store, or a transfer in progress). */
+export interface LocalBlob {
+  readonly size: number
+  readonly pieceSize: number
+  readonly pieceCount: number
+  /** This node takes part in the cold-start rendezvous for the blob. */
+  readonly downloading: boolean
+  has(index: number): boolean
+  /** The bitfield as sent on the wire. */
+  bitfield(): Uint8Array
+  /** sha256 of a piece this node has, if it knows it without reading (may be undefined). */
+  hashOf(index: number): Uint8Array | undefined
+  /** Every piece hash, when the blob is complete and verified. */
+  pieceTable(): Promise<Uint8Array[] | undefined>
+  readPiece(index: number, signal?: AbortSignal): Promise<Uint8Array>
+}
+
+export interface SwarmPeer {
+  readonly id: string
+  readonly downloading: boolean
+  has(index: number): boolean
+  /** The piece hash this peer announced (Have, or its piece table). */
+  hashOf(index: number): Uint8Array | undefined
+  /** Requests to this peer in flight now. */
+  readonly inflight: number
+  /** Recent bytes/s from this peer (0 when unknown). */
+  readonly throughput: number
+}
+
+/** The peers interested in one blob, as one transfer sees them. */
+export interface BlobSwarm {
+  readonly selfId: string
+  peers(): SwarmPeer[]
+  /** Piece `index` from `peer`; rejects on refusal, timeout or a closed stream. */
+  request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array>
+  announceHave(index: number, hash: Uint8Array): void
+  announceClaim(index: number): void
+  /** The latest claim another peer made on a piece, with when it was heard. */
+  claimOf(index: number): { peer: string; at: number } | undefined
+  ban(peerId: string, reason: string): void
+  /** Called when anything changed that may let the transfer make progress. */
+  onChange(listener: () => void): void
+  close(): void
+}
