@@ -58,3 +58,9 @@ export const MAX_BLOB_BYTES = 1024 ** 4
 
 /** Time a new transfer waits for the origin to answer with headers before failing the clients. */
 export const SHUTDOWN_GRACE_MS = 10_000
+
+/** libp2p connections kept at most (each is one TCP connection with Noise and yamux). */
+export const DEFAULT_MAX_CONNECTIONS = 200
+
+/** How often unreachable bootstrap peers are dialled again and DNS names re-resolved. */
+export const BOOTSTRAP_INTERVAL_MS = 30_000

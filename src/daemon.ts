@@ -1,47 +1,121 @@
+import { join } from 'node:path'
 import type { DaemonConfig } from './config/config.js'
+import { BOOTSTRAP_INTERVAL_MS } from './constants.js'
 import type { Logger } from './log.js'
+import { AdminServer } from './metrics/admin.js'
+import { Metrics } from './metrics/metrics.js'
 import { createOriginClient, type OriginClient, originInitFromConfig } from './origin/client.js'
 import { createProxy, type ProxyServer } from './proxy/server.js'
 import { Resolver } from './resolver/resolver.js'
 import { type BlobStore, createStore } from './store/store.js'
+import { PieceExchange } from './swarm/exchange.js'
+import { readSwarmKey } from './swarm/identity.js'
+import { SwarmNode } from './swarm/node.js'
 import { BlobService } from './transfer/blobs.js'
 
 export interface Daemon {
   readonly config: DaemonConfig
+  readonly metrics: Metrics
   start(): Promise<void>
   stop(): Promise<void>
   /** The proxy's address, e.g. `http://127.0.0.1:5000`. */
   url(): string
+  /** The admin listener's address, when it runs. */
+  adminUrl(): string | undefined
+  /** The swarm's peer ID and listen addresses, when the swarm runs. */
+  swarmInfo(): { peerId: string; addrs: string[] } | undefined
 }
 
 export interface DaemonComponents {
   logger: Logger
 }
 
-/** Wires the parts together: store → origin → transfers/resolver → proxy. */
-export function createDaemon(config: DaemonConfig, components: DaemonComponents): Daemon {
+export interface DaemonOptions {
+  /** Test-only fault: this daemon flips a byte of every piece it serves to peers. */
+  corruptServedPieces?: boolean
+}
+
+/** Wires the parts together: store → origin → swarm → transfers/resolver → proxy. */
+export function createDaemon(config: DaemonConfig, components: DaemonComponents, options: DaemonOptions = {}): Daemon {
   const logger = components.logger
+  const metrics = new Metrics()
   const store: BlobStore = createStore({ dataDir: config.dataDir })
   const origin: OriginClient = createOriginClient(originInitFromConfig(config), { logger })
-  const blobs = new BlobService({}, { store, origin, logger })
+  const blobs = new BlobService(
+    {},
+    { store, origin, logger, onBytes: (source, bytes) => metrics.blobBytes.inc({ source }, bytes) },
+  )
   const resolver = new Resolver({ tagTtlMs: config.tagTtlMs }, { store, origin, logger })
   const proxy: ProxyServer = createProxy(config.listen, { origin, resolver, blobs, logger })
+  let node: SwarmNode | undefined
+  let exchange: PieceExchange | undefined
+  let admin: AdminServer | undefined
   let started = false
+
+  const status = (): unknown => ({
+    peerId: node?.peerId.toString(),
+    peers: node?.connectedPeers().length ?? 0,
+    transfers: blobs.activeTransfers,
+    peersBanned: exchange?.stats.peersBanned ?? 0,
+  })
 
   return {
     config,
+    metrics,
     async start() {
       await store.open()
       try {
+        if (config.swarm.listen.length > 0) {
+          const swarmKey = config.swarm.swarmKey === undefined ? undefined : await readSwarmKey(config.swarm.swarmKey)
+          node = new SwarmNode(
+            {
+              listen: config.swarm.listen,
+              bootstrap: config.swarm.bootstrap,
+              mdns: config.swarm.mdns,
+              swarmKey,
+              identityPath: join(config.dataDir, 'identity.key'),
+              maxConnections: config.swarm.maxConnections,
+              bootstrapIntervalMs: BOOTSTRAP_INTERVAL_MS,
+            },
+            { logger },
+          )
+          await node.start()
+          exchange = new PieceExchange(
+            { corruptServedPieces: options.corruptServedPieces === true },
+            { node, logger, local: (digest) => blobs.local(digest) },
+          )
+          await exchange.start()
+          blobs.setSwarm(exchange)
+        }
         await proxy.start()
+        if (config.adminListen !== undefined) {
+          admin = new AdminServer(config.adminListen, {
+            metrics,
+            logger,
+            status,
+            collect: () => {
+              metrics.connectedPeers.set(node?.connectedPeers().length ?? 0)
+              metrics.activeTransfers.set(blobs.activeTransfers)
+            },
+          })
+          await admin.start()
+        }
       } catch (err) {
+        await exchange?.stop().catch(() => {})
+        await node?.stop().catch(() => {})
+        await proxy.stop().catch(() => {})
         await store.close()
         throw err
       }
       started = true
       const a = proxy.address()
       logger.info(
-        { listen: `${a.host}:${a.port}`, dataDir: config.dataDir, defaultUpstream: config.defaultUpstream.href },
+        {
+          listen: `${a.host}:${a.port}`,
+          dataDir: config.dataDir,
+          defaultUpstream: config.defaultUpstream.href,
+          swarm: node === undefined ? 'off' : node.peerId.toString(),
+        },
         'shoal daemon ready',
       )
     },
@@ -50,6 +124,9 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents)
       started = false
       blobs.abortAll()
       await proxy.stop()
+      await admin?.stop()
+      await exchange?.stop()
+      await node?.stop()
       await origin.close()
       await store.close()
       logger.info('shoal daemon stopped')
@@ -58,6 +135,15 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents)
       const a = proxy.address()
       const host = a.host.includes(':') ? `[${a.host}]` : a.host
       return `http://${host}:${a.port}`
+    },
+    adminUrl() {
+      if (admin === undefined) return undefined
+      const a = admin.address()
+      return `http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`
+    },
+    swarmInfo() {
+      if (node === undefined) return undefined
+      return { peerId: node.peerId.toString(), addrs: node.libp2p.getMultiaddrs().map((m) => m.toString()) }
     },
   }
 }

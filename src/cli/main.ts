@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { writeFile } from 'node:fs/promises'
 import { Command, Option } from 'commander'
 import { envConfig, type RawConfig, readConfigFile, resolveConfig } from '../config/config.js'
 import {
@@ -12,6 +13,7 @@ import {
 import { createDaemon } from '../daemon.js'
 import { isShoalError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { generateSwarmKey } from '../swarm/identity.js'
 
 const program = new Command()
 program
@@ -32,20 +34,35 @@ program
     `how long a tag is trusted before revalidation (default ${DEFAULT_TAG_TTL_MS / 1000}s)`,
   )
   .option('--docker-config <file>', 'docker config.json to read registry credentials from')
+  .option('--admin-listen <host:port>', 'address of /metrics, /healthz and /status (off by default)')
+  .option('--p2p-listen <multiaddr...>', 'libp2p listen address(es), e.g. /ip4/0.0.0.0/tcp/4001 (swarm off when none)')
+  .option('--bootstrap <addr...>', 'peers to join: multiaddrs (with or without /p2p/) or dns:NAME:PORT')
+  .option('--mdns', 'find peers on the LAN by mDNS')
+  .option('--swarm-key <file>', 'closed swarm: only nodes with this key (shoal keygen) can join')
+  .option('--max-connections <n>', 'libp2p connections kept at most')
   .addHelpText(
     'after',
     `
 Every option can also come from the environment (SHOAL_LISTEN, SHOAL_DATA_DIR,
-SHOAL_DEFAULT_UPSTREAM, SHOAL_LOG_LEVEL, SHOAL_TAG_TTL, SHOAL_DOCKER_CONFIG) or the config file;
-flags win over the environment, which wins over the file.
+SHOAL_DEFAULT_UPSTREAM, SHOAL_LOG_LEVEL, SHOAL_TAG_TTL, SHOAL_DOCKER_CONFIG, SHOAL_ADMIN_LISTEN,
+SHOAL_P2P_LISTEN, SHOAL_BOOTSTRAP (comma-separated), SHOAL_MDNS, SHOAL_SWARM_KEY,
+SHOAL_MAX_CONNECTIONS) or the config file; flags win over the environment, which wins over the file.
 
 Examples:
   $ shoal daemon
   $ shoal daemon --listen 127.0.0.1:5312 --data-dir /tmp/s1 --default-upstream http://127.0.0.1:5311
-  $ shoal daemon --config /etc/shoal/config.yaml`,
+  $ shoal daemon --config /etc/shoal/config.yaml
+  $ shoal daemon --listen 127.0.0.1:5322 --data-dir /tmp/s2 --default-upstream http://127.0.0.1:5311 \\
+      --p2p-listen /ip4/127.0.0.1/tcp/4102 --bootstrap /ip4/127.0.0.1/tcp/4101 --admin-listen 127.0.0.1:9322`,
   )
-  .action(async (opts: Record<string, string | undefined>) => {
+  .action(async (opts: Record<string, string | string[] | boolean | undefined>) => {
     const flags: RawConfig = {
+      adminListen: opts.adminListen,
+      p2pListen: opts.p2pListen,
+      bootstrap: opts.bootstrap,
+      mdns: opts.mdns,
+      swarmKey: opts.swarmKey,
+      maxConnections: opts.maxConnections,
       listen: opts.listen,
       dataDir: opts.dataDir,
       defaultUpstream: opts.defaultUpstream,
@@ -53,10 +70,12 @@ Examples:
       tagTtl: opts.tagTtl,
       dockerConfig: opts.dockerConfig,
     }
-    const file = opts.config === undefined ? {} : readConfigFile(opts.config)
+    const file = typeof opts.config === 'string' ? readConfigFile(opts.config) : {}
     const config = resolveConfig({ flags, env: envConfig(process.env), file })
     const logger = createLogger(config.logLevel)
-    const daemon = createDaemon(config, { logger })
+    // Test-only fault switch (see test/integration): a peer that lies about the pieces it serves.
+    const corruptServedPieces = process.env.SHOAL_TEST_CORRUPT_PIECES === '1'
+    const daemon = createDaemon(config, { logger }, { corruptServedPieces })
     await daemon.start()
     let stopping = false
     const shutdown = (signal: string): void => {
@@ -78,6 +97,17 @@ Examples:
     }
     process.on('SIGTERM', () => shutdown('SIGTERM'))
     process.on('SIGINT', () => shutdown('SIGINT'))
+  })
+
+program
+  .command('keygen')
+  .description('print a new swarm key (give the same file to every node with --swarm-key)')
+  .option('-o, --output <file>', 'write it to this file (mode 0600) instead of stdout')
+  .addHelpText('after', '\nExample:\n  $ shoal keygen -o /etc/shoal/swarm.key')
+  .action(async (opts: { output?: string }) => {
+    const key = generateSwarmKey()
+    if (opts.output === undefined) process.stdout.write(key)
+    else await writeFile(opts.output, key, { mode: 0o600, flag: 'wx' })
   })
 
 program.parseAsync(process.argv).catch((err: unknown) => {

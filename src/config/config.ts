@@ -6,6 +6,7 @@ import {
   DEFAULT_DATA_DIR,
   DEFAULT_LISTEN,
   DEFAULT_LOG_LEVEL,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_TAG_TTL_MS,
   DEFAULT_UPSTREAM,
 } from '../constants.js'
@@ -27,8 +28,22 @@ export interface RegistryConfig {
   insecure: boolean
 }
 
+export interface SwarmConfig {
+  /** libp2p listen multiaddrs; the swarm is off when empty. */
+  listen: string[]
+  /** Multiaddrs (with or without /p2p/) or `dns:NAME:PORT`. */
+  bootstrap: string[]
+  mdns: boolean
+  /** Path of the swarm key file (closed swarm). */
+  swarmKey?: string
+  maxConnections: number
+}
+
 export interface DaemonConfig {
   listen: { host: string; port: number }
+  /** Metrics and admin endpoints; off when unset. */
+  adminListen?: { host: string; port: number }
+  swarm: SwarmConfig
   dataDir: string
   defaultUpstream: URL
   logLevel: LogLevel
@@ -48,6 +63,12 @@ const KEYS = {
   logLevel: 'SHOAL_LOG_LEVEL',
   tagTtl: 'SHOAL_TAG_TTL',
   dockerConfig: 'SHOAL_DOCKER_CONFIG',
+  adminListen: 'SHOAL_ADMIN_LISTEN',
+  p2pListen: 'SHOAL_P2P_LISTEN',
+  bootstrap: 'SHOAL_BOOTSTRAP',
+  mdns: 'SHOAL_MDNS',
+  swarmKey: 'SHOAL_SWARM_KEY',
+  maxConnections: 'SHOAL_MAX_CONNECTIONS',
   registries: undefined,
 } as const
 
@@ -107,7 +128,19 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     logLevel: logLevel as LogLevel,
     tagTtlMs: parseDuration('tagTtl', merged.tagTtl ?? DEFAULT_TAG_TTL_MS / 1000),
     registries: parseRegistries(merged.registries),
+    swarm: {
+      listen: parseList('p2pListen', merged.p2pListen).map((a, i) => parseMultiaddr(`p2pListen[${i}]`, a)),
+      bootstrap: parseList('bootstrap', merged.bootstrap).map((a, i) => parseBootstrap(`bootstrap[${i}]`, a)),
+      mdns: merged.mdns === undefined ? false : parseBoolean('mdns', merged.mdns),
+      maxConnections:
+        merged.maxConnections === undefined
+          ? DEFAULT_MAX_CONNECTIONS
+          : parseCount('maxConnections', merged.maxConnections),
+    },
   }
+  if (merged.adminListen !== undefined) config.adminListen = parseHostPort('adminListen', merged.adminListen)
+  if (merged.swarmKey !== undefined)
+    config.swarm.swarmKey = resolve(expandHome(parseString('swarmKey', merged.swarmKey)))
   if (merged.dockerConfig !== undefined) {
     config.dockerConfig = resolve(expandHome(parseString('dockerConfig', merged.dockerConfig)))
   }
@@ -153,6 +186,37 @@ function parseRegistries(value: unknown): RegistryConfig[] {
     }
     return reg
   })
+}
+
+/** A list from YAML, repeated flags, or a comma-separated environment variable. */
+function parseList(key: string, value: unknown): string[] {
+  if (value === undefined || value === null) return []
+  if (typeof value === 'string')
+    return value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '')
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[]
+  throw configError(key, value, 'a list of strings')
+}
+
+function parseMultiaddr(key: string, value: string): string {
+  if (/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+\/tcp\/\d{1,5}(\/p2p\/[1-9A-HJ-NP-Za-km-z]+)?$/.test(value)) return value
+  throw configError(key, value, 'a multiaddr such as /ip4/0.0.0.0/tcp/4001')
+}
+
+/** `/ip4/…/tcp/…[/p2p/…]`, or `dns:NAME:PORT` (every address NAME resolves to: a headless Service). */
+function parseBootstrap(key: string, value: string): string {
+  if (/^dns:[A-Za-z0-9.-]+:\d{1,5}$/.test(value)) return value
+  const m = /^\/dns4?\/([^/]+)\/tcp\/(\d{1,5})$/.exec(value)
+  if (m !== null) return `dns:${m[1]}:${m[2]}`
+  return parseMultiaddr(key, value)
+}
+
+function parseCount(key: string, value: unknown): number {
+  const n = typeof value === 'string' ? Number(value) : value
+  if (typeof n === 'number' && Number.isInteger(n) && n > 0) return n
+  throw configError(key, value, 'a positive whole number')
 }
 
 function stripUndefined(o: RawConfig): RawConfig {

@@ -46,7 +46,11 @@ export interface BlobStore {
   openPartial(digest: Digest, size: number): Promise<{ handle: FileHandle; progress: PartialInfo | undefined }>
   checkpoint(digest: Digest, info: PartialInfo): Promise<void>
   /** The partial's bytes were verified: make it a complete blob, atomically. */
-  commit(digest: Digest, handle: FileHandle, info: { size: number; mediaType?: string; pieceHashes?: string[] }): Promise<void>
+  commit(
+    digest: Digest,
+    handle: FileHandle,
+    info: { size: number; mediaType?: string; pieceHashes?: string[] },
+  ): Promise<void>
   /** Piece hashes (hex) of a complete blob, when known. */
   pieceTable(digest: Digest): Promise<string[] | undefined>
   setPieceTable(digest: Digest, hashes: string[]): Promise<void>
@@ -125,7 +129,12 @@ class DiskStore implements BlobStore {
     let progress: PartialInfo | undefined
     try {
       handle = await open(path, 'r+')
-      if (prev !== undefined && prev.size === size && prev.pieceSize === pieceSizeFor(size) && Array.isArray(prev.hashes)) {
+      if (
+        prev !== undefined &&
+        prev.size === size &&
+        prev.pieceSize === pieceSizeFor(size) &&
+        Array.isArray(prev.hashes)
+      ) {
         progress = prev
       }
     } catch {

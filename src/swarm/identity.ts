@@ -1,4 +1,4 @@
-import { randomBytes, createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -38,7 +38,12 @@ export async function readSwarmKey(path: string): Promise<Uint8Array> {
     throw new ShoalError('CONFIG_INVALID', `config: swarmKey: cannot read ${path}`, { cause: err })
   }
   const lines = text.trim().split(/\r?\n/)
-  if (lines.length !== 3 || lines[0] !== KEY_HEADER || lines[1] !== '/base16/' || !/^[0-9a-fA-F]{64}$/.test(lines[2] ?? '')) {
+  if (
+    lines.length !== 3 ||
+    lines[0] !== KEY_HEADER ||
+    lines[1] !== '/base16/' ||
+    !/^[0-9a-fA-F]{64}$/.test(lines[2] ?? '')
+  ) {
     throw new ShoalError('CONFIG_INVALID', `config: swarmKey: ${path} is not a swarm key (make one with: shoal keygen)`)
   }
   return Buffer.from(lines[2] ?? '', 'hex')

@@ -1,7 +1,7 @@
 /** A fixed-size set of piece indexes; bit i is LSB-first in byte i >> 3 (as on the wire). */
 export class Bitfield {
   readonly length: number
-  readonly bytes: Uint8Array
+  readonly bytes: Uint8Array<ArrayBuffer>
   private count = 0
 
   constructor(length: number, bytes?: Uint8Array) {

@@ -135,9 +135,7 @@ export class BlobService {
         source = 'origin'
         pending = this.startTransfer(req)
         this.starting.set(req.digest.hex, pending)
-        pending
-          .finally(() => this.starting.delete(req.digest.hex))
-          .catch(() => {})
+        pending.finally(() => this.starting.delete(req.digest.hex)).catch(() => {})
       }
       transfer = await pending
     } else if (transfer.status === 'complete') {
@@ -250,7 +248,7 @@ class StoredBlob implements LocalBlob {
   readonly pieceCount: number
   readonly downloading = false
   private table: Uint8Array[] | undefined
-  private readonly bits: Uint8Array
+  private readonly bits: Uint8Array<ArrayBuffer>
 
   constructor(
     private readonly digest: Digest,
@@ -267,7 +265,7 @@ class StoredBlob implements LocalBlob {
     return index >= 0 && index < this.pieceCount
   }
 
-  bitfield(): Uint8Array {
+  bitfield(): Uint8Array<ArrayBuffer> {
     return this.bits
   }
 
@@ -285,14 +283,21 @@ class StoredBlob implements LocalBlob {
     }
     const table: Uint8Array[] = []
     for (let i = 0; i < this.pieceCount; i++) {
-      table.push(createHash('sha256').update(await this.readPiece(i)).digest())
+      table.push(
+        createHash('sha256')
+          .update(await this.readPiece(i))
+          .digest(),
+      )
     }
-    await this.store.setPieceTable(this.digest, table.map((h) => Buffer.from(h).toString('hex')))
+    await this.store.setPieceTable(
+      this.digest,
+      table.map((h) => Buffer.from(h).toString('hex')),
+    )
     this.table = table
     return table
   }
 
-  async readPiece(index: number): Promise<Uint8Array> {
+  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
     const start = index * this.pieceSize
     const len = Math.min(this.size, start + this.pieceSize) - start
     const buf = Buffer.allocUnsafe(len)
@@ -327,4 +332,3 @@ async function* slice(body: AsyncIterable<Uint8Array>, start: number, end: numbe
     if (pos >= end) return
   }
 }
-

@@ -12,12 +12,12 @@ export interface LocalBlob {
   readonly downloading: boolean
   has(index: number): boolean
   /** The bitfield as sent on the wire. */
-  bitfield(): Uint8Array
+  bitfield(): Uint8Array<ArrayBuffer>
   /** sha256 of a piece this node has, if it knows it without reading (may be undefined). */
   hashOf(index: number): Uint8Array | undefined
   /** Every piece hash, when the blob is complete and verified. */
   pieceTable(): Promise<Uint8Array[] | undefined>
-  readPiece(index: number, signal?: AbortSignal): Promise<Uint8Array>
+  readPiece(index: number, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>>
 }
 
 export interface SwarmPeer {
@@ -35,10 +35,12 @@ export interface SwarmPeer {
 /** The peers interested in one blob, as one transfer sees them. */
 export interface BlobSwarm {
   readonly selfId: string
+  /** Settles once the peers known now have said what they have (bounded wait). */
+  readonly ready: Promise<void>
   peers(): SwarmPeer[]
   /** Piece `index` from `peer`; rejects on refusal, timeout or a closed stream. */
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array>
-  announceHave(index: number, hash: Uint8Array): void
+  announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void
   announceClaim(index: number): void
   /** The latest claim another peer made on a piece, with when it was heard. */
   claimOf(index: number): { peer: string; at: number } | undefined

@@ -83,7 +83,7 @@ export class Transfer implements LocalBlob {
   private error: Error | undefined
   private handle: FileHandle | undefined
   private have: Bitfield
-  private readonly hashes: (Buffer | undefined)[]
+  private readonly hashes: (Buffer<ArrayBuffer> | undefined)[]
   /** Who delivered each piece: 'origin' or a peer ID (for repair and banning). */
   private readonly deliveredBy: (string | undefined)[]
   private readonly inflight = new Map<number, string>()
@@ -118,7 +118,7 @@ export class Transfer implements LocalBlob {
     this.swarm = components.swarm
     this.onBytes = components.onBytes ?? (() => {})
     this.have = new Bitfield(this.pieceCount)
-    this.hashes = new Array<Buffer | undefined>(this.pieceCount)
+    this.hashes = new Array<Buffer<ArrayBuffer> | undefined>(this.pieceCount)
     this.deliveredBy = new Array<string | undefined>(this.pieceCount)
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve
@@ -154,10 +154,14 @@ export class Transfer implements LocalBlob {
       this.fail(err)
       return
     }
-    this.swarm?.onChange(() => this.schedule())
     this.tick = setInterval(() => this.schedule(), 250)
     this.tick.unref()
     await this.advanceHash()
+    if (this.swarm !== undefined) {
+      // Let the peers downloading it now declare themselves before picking who fetches what.
+      await this.swarm.ready
+      this.swarm.onChange(() => this.schedule())
+    }
     this.schedule()
   }
 
@@ -182,7 +186,7 @@ export class Transfer implements LocalBlob {
     return this.have.has(index)
   }
 
-  bitfield(): Uint8Array {
+  bitfield(): Uint8Array<ArrayBuffer> {
     return this.have.bytes
   }
 
@@ -194,7 +198,7 @@ export class Transfer implements LocalBlob {
     return undefined
   }
 
-  async readPiece(index: number): Promise<Uint8Array> {
+  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
     const handle = this.handle
     if (handle === undefined || !this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
     const [start, end] = this.bounds(index)
@@ -266,7 +270,10 @@ export class Transfer implements LocalBlob {
       }
     }
     if (owner === swarm.selfId) return true
-    return now - this.startedAt > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+    return (
+      now - this.startedAt > this.opts.ownerWaitMs &&
+      (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+    )
   }
 
   private requestFromPeer(index: number, peer: SwarmPeer): void {
@@ -315,7 +322,12 @@ export class Transfer implements LocalBlob {
 
   private fetchFromOrigin(first: number, maxRun: number): void {
     let last = first
-    while (last + 1 < this.pieceCount && last + 1 - first < maxRun && !this.have.has(last + 1) && !this.inflight.has(last + 1)) {
+    while (
+      last + 1 < this.pieceCount &&
+      last + 1 - first < maxRun &&
+      !this.have.has(last + 1) &&
+      !this.inflight.has(last + 1)
+    ) {
       last++
     }
     for (let i = first; i <= last; i++) {
@@ -382,7 +394,7 @@ export class Transfer implements LocalBlob {
     }
   }
 
-  private async storePiece(index: number, data: Uint8Array, hash: Buffer, from: string): Promise<void> {
+  private async storePiece(index: number, data: Uint8Array, hash: Buffer<ArrayBuffer>, from: string): Promise<void> {
     if (this.have.has(index) || this.state !== 'running') return
     const handle = this.handle
     if (handle === undefined) return
@@ -473,7 +485,10 @@ export class Transfer implements LocalBlob {
         status: 502,
       })
     }
-    this.log.warn({ suspects: suspects.length }, 'blob does not match its digest; checking peer pieces against the origin')
+    this.log.warn(
+      { suspects: suspects.length },
+      'blob does not match its digest; checking peer pieces against the origin',
+    )
     let fixed = 0
     for (const { by, i } of suspects) {
       const [start, end] = this.bounds(i)
@@ -644,4 +659,3 @@ async function readFully(handle: FileHandle, buf: Buffer, position: number): Pro
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 }
-

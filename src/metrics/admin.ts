@@ -1,0 +1,83 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from '../log.js'
+import type { Metrics } from './metrics.js'
+
+export interface AdminInit {
+  host: string
+  port: number
+}
+
+export interface AdminComponents {
+  metrics: Metrics
+  logger: Logger
+  /** Refreshes gauges before a scrape. */
+  collect?: () => void
+  /** Extra status for /status (JSON). */
+  status?: () => unknown
+}
+
+/** `/metrics` (Prometheus text), `/healthz`, `/status`: on its own listener, apart from /v2/. */
+export class AdminServer {
+  private server: Server | undefined
+
+  constructor(
+    private readonly init: AdminInit,
+    private readonly c: AdminComponents,
+  ) {}
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0]
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end()
+        return
+      }
+      if (path === '/metrics') {
+        this.c.collect?.()
+        this.c.metrics.registry
+          .metrics()
+          .then((text) => {
+            res.writeHead(200, { 'content-type': this.c.metrics.registry.contentType }).end(text)
+          })
+          .catch((err: unknown) => {
+            this.c.logger.error({ err: String(err) }, 'metrics failed')
+            res.writeHead(500).end()
+          })
+        return
+      }
+      if (path === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+        return
+      }
+      if (path === '/status') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(this.c.status?.() ?? {})}\n`)
+        return
+      }
+      res.writeHead(404).end()
+    })
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.init.port, this.init.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.server?.address() as AddressInfo | null | undefined
+    return { host: this.init.host, port: a?.port ?? this.init.port }
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    if (server === undefined) return
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  }
+}

@@ -1,0 +1,42 @@
+import { Counter, Gauge, Registry } from 'prom-client'
+
+/** The daemon's Prometheus metrics: one registry per daemon, no global state. */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly blobBytes: Counter<'source'>
+  readonly requests: Counter<'route' | 'status'>
+  readonly peersBanned: Counter
+  readonly connectedPeers: Gauge
+  readonly activeTransfers: Gauge
+
+  constructor() {
+    this.blobBytes = new Counter({
+      name: 'shoal_blob_bytes_total',
+      help: 'Blob bytes this daemon obtained for its clients, by source (origin, peer, cache)',
+      labelNames: ['source'],
+      registers: [this.registry],
+    })
+    for (const source of ['origin', 'peer', 'cache']) this.blobBytes.inc({ source }, 0)
+    this.requests = new Counter({
+      name: 'shoal_http_requests_total',
+      help: 'Requests to the /v2/ mirror by route and status',
+      labelNames: ['route', 'status'],
+      registers: [this.registry],
+    })
+    this.peersBanned = new Counter({
+      name: 'shoal_peers_banned_total',
+      help: 'Peers banned for sending bad pieces',
+      registers: [this.registry],
+    })
+    this.connectedPeers = new Gauge({
+      name: 'shoal_connected_peers',
+      help: 'libp2p peers connected now',
+      registers: [this.registry],
+    })
+    this.activeTransfers = new Gauge({
+      name: 'shoal_active_transfers',
+      help: 'Blob transfers in progress',
+      registers: [this.registry],
+    })
+  }
+}

@@ -1,0 +1,638 @@
+import type { PeerId, Stream } from '@libp2p/interface'
+import { ShoalError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { type Digest, parseDigest } from '../oci/digest.js'
+import { pieceSizeFor } from '../store/store.js'
+import { Bitfield } from '../transfer/bitfield.js'
+import type { SwarmAccess } from '../transfer/blobs.js'
+import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
+import { FrameDecoder, FrameWriter } from './framing.js'
+import type { SwarmNode } from './node.js'
+import type { Hello, Message } from './pb/pieces.js'
+
+export const PIECES_PROTOCOL = '/shoal/pieces/1.0.0'
+
+export interface ExchangeInit {
+  /** Inbound piece streams per peer (one per blob both want). */
+  maxStreamsPerPeer?: number
+  /** Sessions kept per blob. */
+  maxSessionsPerBlob?: number
+  /** Pieces read from disk and being sent at once, over all peers (memory bound). */
+  maxServing?: number
+  /** Requests served at once on one session. */
+  servePerSession?: number
+  helloTimeoutMs?: number
+  /** How long `ready` waits after the known peers answered, for simultaneous starters. */
+  settleMs?: number
+  readyTimeoutMs?: number
+  banMs?: number
+  /** How often a downloading node asks the DHT for more providers. */
+  findProvidersIntervalMs?: number
+  /** Test-only fault: flip a byte of every piece served. */
+  corruptServedPieces?: boolean
+}
+
+export interface ExchangeComponents {
+  node: SwarmNode
+  logger: Logger
+  /** What this node holds of a blob (a running transfer or a complete blob). */
+  local(digest: Digest): Promise<LocalBlob | undefined>
+}
+
+const D = {
+  maxStreamsPerPeer: 256,
+  maxSessionsPerBlob: 64,
+  maxServing: 16,
+  servePerSession: 4,
+  helloTimeoutMs: 5_000,
+  settleMs: 300,
+  readyTimeoutMs: 2_000,
+  banMs: 10 * 60_000,
+  findProvidersIntervalMs: 3_000,
+  corruptServedPieces: false,
+}
+
+/** Write buffer above which a session waits for drain (a bit over one piece). */
+const HIGH_WATER = 1024 * 1024
+
+class Semaphore {
+  private active = 0
+  private readonly queue: (() => void)[] = []
+  constructor(private readonly max: number) {}
+  async acquire(): Promise<void> {
+    if (this.active < this.max) {
+      this.active++
+      return
+    }
+    await new Promise<void>((resolve) => this.queue.push(resolve))
+    this.active++
+  }
+  release(): void {
+    this.active--
+    this.queue.shift()?.()
+  }
+}
+
+/** One stream with one peer about one blob. */
+class Session implements SwarmPeer {
+  readonly id: string
+  downloading = false
+  inflight = 0
+  throughput = 0
+  remoteSize = 0
+  private bits: Bitfield | undefined
+  private rawBits: Uint8Array = new Uint8Array()
+  private readonly hashes = new Map<number, Uint8Array>()
+  private readonly pending = new Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>()
+  readonly writer: FrameWriter
+  helloSeen = false
+  private helloWaiters: (() => void)[] = []
+  closed = false
+
+  constructor(
+    readonly peer: PeerId,
+    readonly stream: Stream,
+    readonly blob: BlobSessions,
+  ) {
+    this.id = peer.toString()
+    this.writer = new FrameWriter(stream, HIGH_WATER)
+  }
+
+  has(index: number): boolean {
+    return this.bits?.has(index) ?? false
+  }
+
+  hashOf(index: number): Uint8Array | undefined {
+    return this.hashes.get(index)
+  }
+
+  sizeKnown(size: number): void {
+    if (this.bits === undefined && size > 0) {
+      this.bits = new Bitfield(Math.max(1, Math.ceil(size / pieceSizeFor(size))), this.rawBits)
+    }
+  }
+
+  onHello(h: Hello): void {
+    this.downloading = h.downloading
+    if (h.size > 0n) this.remoteSize = Number(h.size)
+    this.rawBits = h.bitfield
+    this.bits = undefined
+    const size = this.blob.size || this.remoteSize
+    this.sizeKnown(size)
+    h.pieceHashes.forEach((hash, i) => {
+      if (hash.byteLength === 32) this.hashes.set(i, hash)
+    })
+    this.helloSeen = true
+    for (const w of this.helloWaiters) w()
+    this.helloWaiters = []
+  }
+
+  waitHello(ms: number): Promise<boolean> {
+    if (this.helloSeen) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(this.helloSeen), ms)
+      this.helloWaiters.push(() => {
+        clearTimeout(t)
+        resolve(true)
+      })
+    })
+  }
+
+  onHave(index: number, hash: Uint8Array): void {
+    if (this.bits === undefined) {
+      const size = this.blob.size || this.remoteSize
+      this.sizeKnown(size)
+    }
+    this.bits?.set(index)
+    if (hash.byteLength === 32) this.hashes.set(index, hash)
+  }
+
+  request(index: number, signal: AbortSignal): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ShoalError('ABORTED', 'session closed'))
+    const started = Date.now()
+    this.inflight++
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.pending.delete(index)
+        this.writer.send({ cancel: { index } }).catch(() => {})
+        reject(signal.reason instanceof Error ? signal.reason : new ShoalError('ABORTED', 'request aborted'))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.pending.set(index, {
+        resolve: (d) => {
+          signal.removeEventListener('abort', onAbort)
+          const secs = Math.max(0.001, (Date.now() - started) / 1000)
+          const rate = d.byteLength / secs
+          this.throughput = this.throughput === 0 ? rate : this.throughput * 0.7 + rate * 0.3
+          resolve(d)
+        },
+        reject: (e) => {
+          signal.removeEventListener('abort', onAbort)
+          reject(e)
+        },
+      })
+      this.writer.send({ request: { index } }).catch((err: unknown) => {
+        this.pending.get(index)?.reject(err instanceof Error ? err : new Error(String(err)))
+        this.pending.delete(index)
+      })
+    }).finally(() => {
+      this.inflight--
+    })
+  }
+
+  onPiece(index: number, data: Uint8Array): void {
+    const p = this.pending.get(index)
+    if (p === undefined) return
+    this.pending.delete(index)
+    p.resolve(data)
+  }
+
+  onReject(index: number): void {
+    const p = this.pending.get(index)
+    if (p === undefined) return
+    this.pending.delete(index)
+    this.bits?.clear(index)
+    p.reject(new ShoalError('BLOB_UNKNOWN', `peer refused piece ${index}`))
+  }
+
+  close(err?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    for (const p of this.pending.values()) p.reject(err ?? new ShoalError('ABORTED', 'session closed'))
+    this.pending.clear()
+    for (const w of this.helloWaiters) w()
+    this.helloWaiters = []
+    if (err !== undefined) this.stream.abort(err)
+    else this.stream.close().catch(() => this.stream.abort(new Error('close failed')))
+  }
+}
+
+/** Every session about one blob, whether or not this node downloads it now. */
+class BlobSessions {
+  readonly sessions = new Map<string, Session>()
+  size = 0
+  /** Set while a transfer of this blob runs here. */
+  swarm: TransferSwarm | undefined
+  idleTimer: NodeJS.Timeout | undefined
+
+  constructor(readonly digest: Digest) {}
+}
+
+/** The view one transfer has of the swarm for its blob. */
+class TransferSwarm implements BlobSwarm {
+  readonly selfId: string
+  readonly ready: Promise<void>
+  private readonly listeners: (() => void)[] = []
+  private readonly claims = new Map<number, { peer: string; at: number }>()
+  readonly ownClaims = new Set<number>()
+  private closed = false
+  readonly controller = new AbortController()
+
+  constructor(
+    private readonly exchange: PieceExchange,
+    readonly blob: BlobSessions,
+    readonly local: LocalBlob,
+  ) {
+    this.selfId = exchange.selfId
+    this.ready = exchange.discover(this)
+  }
+
+  peers(): SwarmPeer[] {
+    return [...this.blob.sessions.values()].filter((s) => s.helloSeen && !s.closed)
+  }
+
+  request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array> {
+    const s = this.blob.sessions.get(peer.id)
+    if (s === undefined) return Promise.reject(new ShoalError('ABORTED', 'peer gone'))
+    return s.request(index, signal)
+  }
+
+  announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void {
+    this.ownClaims.delete(index)
+    this.broadcast({ have: { index, hash } })
+  }
+
+  announceClaim(index: number): void {
+    this.ownClaims.add(index)
+    this.broadcast({ claim: { index } })
+  }
+
+  claimOf(index: number): { peer: string; at: number } | undefined {
+    const c = this.claims.get(index)
+    if (c === undefined) return undefined
+    const s = this.blob.sessions.get(c.peer)
+    if (s === undefined || s.closed) {
+      this.claims.delete(index)
+      return undefined
+    }
+    return c
+  }
+
+  onClaim(peer: string, index: number): void {
+    this.claims.set(index, { peer, at: Date.now() })
+  }
+
+  ban(peerId: string, reason: string): void {
+    this.exchange.ban(peerId, reason)
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  changed(): void {
+    for (const l of this.listeners) l()
+  }
+
+  private broadcast(msg: Message): void {
+    for (const s of this.blob.sessions.values()) {
+      if (!s.closed) s.writer.send(msg).catch(() => {})
+    }
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.controller.abort()
+    this.listeners.length = 0
+    this.exchange.detach(this)
+  }
+}
+
+/**
+ * The piece protocol: sessions with peers per blob, serving what this node has and fetching
+ * what its transfers need. Implements the blob service's view of the swarm.
+ */
+export class PieceExchange implements SwarmAccess {
+  private readonly opts: typeof D
+  private readonly node: SwarmNode
+  private readonly log: Logger
+  private readonly localBlob: (digest: Digest) => Promise<LocalBlob | undefined>
+  private readonly blobs = new Map<string, BlobSessions>()
+  private readonly banned = new Map<string, number>()
+  private readonly serving: Semaphore
+  private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
+  private started = false
+  /** Counters for metrics and tests. */
+  readonly stats = { piecesServed: 0, bytesServed: 0, peersBanned: 0 }
+
+  constructor(init: ExchangeInit, components: ExchangeComponents) {
+    this.opts = { ...D, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) }
+    this.node = components.node
+    this.log = components.logger.child({ component: 'pieces' })
+    this.localBlob = components.local
+    this.serving = new Semaphore(this.opts.maxServing)
+  }
+
+  get selfId(): string {
+    return this.node.peerId.toString()
+  }
+
+  async start(): Promise<void> {
+    await this.node.handle(
+      PIECES_PROTOCOL,
+      (stream, connection) => {
+        this.inbound(stream, connection.remotePeer).catch((err: unknown) => {
+          this.log.debug({ err: String(err) }, 'inbound piece stream failed')
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
+        })
+      },
+      this.opts.maxStreamsPerPeer,
+    )
+    this.started = true
+  }
+
+  async stop(): Promise<void> {
+    this.started = false
+    for (const b of this.blobs.values()) {
+      if (b.idleTimer !== undefined) clearTimeout(b.idleTimer)
+      for (const s of b.sessions.values()) s.close()
+    }
+    this.blobs.clear()
+  }
+
+  isBanned(peer: string): boolean {
+    const until = this.banned.get(peer)
+    if (until === undefined) return false
+    if (until < Date.now()) {
+      this.banned.delete(peer)
+      return false
+    }
+    return true
+  }
+
+  ban(peer: string, reason: string): void {
+    if (this.isBanned(peer)) return
+    this.banned.set(peer, Date.now() + this.opts.banMs)
+    this.stats.peersBanned++
+    this.log.warn({ peer, reason }, 'peer banned')
+    for (const b of this.blobs.values()) {
+      const s = b.sessions.get(peer)
+      if (s !== undefined) {
+        b.sessions.delete(peer)
+        s.close(new ShoalError('DENIED', 'banned'))
+      }
+      b.swarm?.changed()
+    }
+  }
+
+  private blobFor(digest: Digest): BlobSessions {
+    let b = this.blobs.get(digest.hex)
+    if (b === undefined) {
+      b = new BlobSessions(digest)
+      this.blobs.set(digest.hex, b)
+    }
+    if (b.idleTimer !== undefined) {
+      clearTimeout(b.idleTimer)
+      b.idleTimer = undefined
+    }
+    return b
+  }
+
+  join(digest: Digest, size: number, local: LocalBlob): BlobSwarm {
+    const blob = this.blobFor(digest)
+    blob.size = size
+    for (const s of blob.sessions.values()) s.sizeKnown(size)
+    const swarm = new TransferSwarm(this, blob, local)
+    blob.swarm = swarm
+    // Tell peers already in session that we now download it.
+    for (const s of blob.sessions.values()) this.sendHello(s, local).catch(() => {})
+    return swarm
+  }
+
+  detach(swarm: TransferSwarm): void {
+    const blob = swarm.blob
+    if (blob.swarm === swarm) blob.swarm = undefined
+    // Keep sessions a while: peers still fetch from us; drop them when idle.
+    this.scheduleIdle(blob)
+    this.localBlob(blob.digest)
+      .then((local) => {
+        for (const s of blob.sessions.values()) if (local !== undefined) this.sendHello(s, local).catch(() => {})
+      })
+      .catch(() => {})
+  }
+
+  private scheduleIdle(blob: BlobSessions): void {
+    if (blob.idleTimer !== undefined) clearTimeout(blob.idleTimer)
+    blob.idleTimer = setTimeout(() => {
+      if (blob.swarm !== undefined) return
+      for (const s of blob.sessions.values()) s.close()
+      this.blobs.delete(blob.digest.hex)
+    }, 60_000)
+    blob.idleTimer.unref()
+  }
+
+  /** Opens sessions to connected peers and DHT providers; resolves when the first answers are in. */
+  async discover(swarm: TransferSwarm): Promise<void> {
+    const blob = swarm.blob
+    const signal = swarm.controller.signal
+    this.node.provide(blob.digest.value, signal).catch((err: unknown) => {
+      this.log.debug({ err: String(err) }, 'provide failed')
+    })
+    const connected = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
+    const opened = connected.map((p) => this.openSession(blob, p, swarm.local).catch(() => undefined))
+    this.findMore(swarm).catch((err: unknown) => this.log.debug({ err: String(err) }, 'provider search failed'))
+    if (connected.length === 0) return
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.opts.readyTimeoutMs).unref())
+    await Promise.race([Promise.all(opened).then(() => sleepMs(this.opts.settleMs)), deadline])
+  }
+
+  private async findMore(swarm: TransferSwarm): Promise<void> {
+    const blob = swarm.blob
+    const signal = swarm.controller.signal
+    for (let round = 0; round < 100 && !signal.aborted; round++) {
+      const roundSignal = AbortSignal.any([signal, AbortSignal.timeout(this.opts.findProvidersIntervalMs * 2)])
+      try {
+        for await (const peer of this.node.findProviders(blob.digest.value, roundSignal)) {
+          if (blob.sessions.size >= this.opts.maxSessionsPerBlob) break
+          if (!blob.sessions.has(peer.toString())) this.openSession(blob, peer, swarm.local).catch(() => {})
+        }
+      } catch {
+        // a round that found nothing or timed out
+      }
+      await sleepMs(this.opts.findProvidersIntervalMs, signal)
+    }
+  }
+
+  private async openSession(
+    blob: BlobSessions,
+    peer: PeerId,
+    local: LocalBlob | undefined,
+  ): Promise<Session | undefined> {
+    const id = peer.toString()
+    if (this.isBanned(id) || blob.sessions.has(id) || id === this.selfId) return blob.sessions.get(id)
+    const stream = await this.node.dialProtocol(peer, PIECES_PROTOCOL, AbortSignal.timeout(this.opts.helloTimeoutMs))
+    const existing = blob.sessions.get(id)
+    if (existing !== undefined) {
+      stream.close().catch(() => {})
+      return existing
+    }
+    const session = new Session(peer, stream, blob)
+    blob.sessions.set(id, session)
+    this.readLoop(session).catch(() => {})
+    await this.sendHello(session, local)
+    await session.waitHello(this.opts.helloTimeoutMs)
+    blob.swarm?.changed()
+    return session
+  }
+
+  private async sendHello(session: Session, local: LocalBlob | undefined): Promise<void> {
+    const hello: Hello = {
+      digest: session.blob.digest.value,
+      size: BigInt(local?.size ?? session.blob.size),
+      bitfield: local?.bitfield() ?? new Uint8Array(),
+      downloading: session.blob.swarm !== undefined && session.blob.swarm.local.downloading,
+      pieceHashes: [],
+    }
+    if (local !== undefined && !local.downloading) {
+      const table = await local.pieceTable()
+      if (table !== undefined) hello.pieceHashes = table.map((h) => new Uint8Array(h))
+    }
+    await session.writer.send({ hello })
+    // A newcomer must know which pieces we are already fetching from the origin.
+    for (const index of session.blob.swarm?.ownClaims ?? []) await session.writer.send({ claim: { index } })
+  }
+
+  private async inbound(stream: Stream, peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    if (this.isBanned(id) || !this.started) {
+      stream.abort(new ShoalError('DENIED', 'refused'))
+      return
+    }
+    // The first frame names the blob.
+    const decoder = new FrameDecoder(this.maxFrame)
+    const it = stream[Symbol.asyncIterator]()
+    let first: Message | undefined
+    let rest: Message[] = []
+    const deadline = setTimeout(() => stream.abort(new ShoalError('ABORTED', 'no hello')), this.opts.helloTimeoutMs)
+    try {
+      while (first === undefined) {
+        const r = await it.next()
+        if (r.done === true) return
+        const msgs = decoder.push(r.value)
+        first = msgs[0]
+        rest = msgs.slice(1)
+      }
+    } finally {
+      clearTimeout(deadline)
+    }
+    const hello = first.hello
+    if (hello === undefined) throw new ShoalError('UNSUPPORTED', 'first message must be hello')
+    const digest = parseDigest(hello.digest)
+    const blob = this.blobFor(digest)
+    const old = blob.sessions.get(id)
+    if (old !== undefined) {
+      // Both sides opened at once: keep the stream opened by the lower peer ID.
+      if (this.selfId < id) {
+        stream.abort(new ShoalError('ABORTED', 'duplicate session'))
+        return
+      }
+      blob.sessions.delete(id)
+      old.close()
+    }
+    if (blob.sessions.size >= this.opts.maxSessionsPerBlob) {
+      stream.abort(new ShoalError('TOOMANYREQUESTS', 'too many sessions for this blob'))
+      return
+    }
+    const session = new Session(peer, stream, blob)
+    blob.sessions.set(id, session)
+    if (blob.swarm === undefined) this.scheduleIdle(blob)
+    const local = blob.swarm?.local ?? (await this.localBlob(digest))
+    if (local !== undefined && blob.size === 0) blob.size = local.size
+    session.onHello(hello)
+    await this.sendHello(session, local)
+    for (const m of rest) this.onMessage(session, m)
+    blob.swarm?.changed()
+    await this.readLoop(session, decoder, it)
+  }
+
+  private async readLoop(
+    session: Session,
+    decoder = new FrameDecoder(this.maxFrame),
+    it: AsyncIterator<Uint8Array | import('uint8arraylist').Uint8ArrayList> = session.stream[Symbol.asyncIterator](),
+  ): Promise<void> {
+    try {
+      for (;;) {
+        const r = await it.next()
+        if (r.done === true) break
+        for (const m of decoder.push(r.value)) this.onMessage(session, m)
+      }
+    } catch (err) {
+      this.log.debug({ peer: session.id, err: String(err) }, 'piece session ended')
+    } finally {
+      session.close()
+      const blob = session.blob
+      if (blob.sessions.get(session.id) === session) blob.sessions.delete(session.id)
+      blob.swarm?.changed()
+    }
+  }
+
+  private onMessage(session: Session, m: Message): void {
+    const swarm = session.blob.swarm
+    if (m.hello !== undefined) {
+      session.onHello(m.hello)
+      swarm?.changed()
+    }
+    if (m.have !== undefined) {
+      session.onHave(m.have.index, m.have.hash)
+      swarm?.changed()
+    }
+    if (m.claim !== undefined) swarm?.onClaim(session.id, m.claim.index)
+    if (m.piece !== undefined) session.onPiece(m.piece.index, m.piece.data)
+    if (m.reject !== undefined) {
+      session.onReject(m.reject.index)
+      swarm?.changed()
+    }
+    if (m.request !== undefined) {
+      this.serve(session, m.request.index).catch((err: unknown) => {
+        this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
+      })
+    }
+  }
+
+  private async serve(session: Session, index: number): Promise<void> {
+    const local = session.blob.swarm?.local ?? (await this.localBlob(session.blob.digest))
+    if (local === undefined || !local.has(index) || this.isBanned(session.id)) {
+      await session.writer.send({ reject: { index } })
+      return
+    }
+    await this.serving.acquire()
+    try {
+      const data = await local.readPiece(index)
+      if (this.opts.corruptServedPieces && data.byteLength > 0) {
+        data[0] = (data[0] ?? 0) ^ 0xff
+      }
+      await session.writer.send({ piece: { index, data } })
+      this.stats.piecesServed++
+      this.stats.bytesServed += data.byteLength
+    } finally {
+      this.serving.release()
+    }
+  }
+
+  /** Asks connected peers for a blob's size (the origin could not be reached). */
+  async findSize(digest: Digest, signal: AbortSignal): Promise<number | undefined> {
+    const blob = this.blobFor(digest)
+    if (blob.swarm === undefined) this.scheduleIdle(blob)
+    const peers = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
+    const sessions = await Promise.all(peers.map((p) => this.openSession(blob, p, undefined).catch(() => undefined)))
+    if (signal.aborted) return undefined
+    for (const s of sessions) if (s !== undefined && s.remoteSize > 0) return s.remoteSize
+    return undefined
+  }
+}
+
+function sleepMs(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms)
+    t.unref()
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        resolve()
+      },
+      { once: true },
+    )
+  })
+}

@@ -1,0 +1,91 @@
+import type { Stream } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { ShoalError } from '../errors.js'
+import { Message } from './pb/pieces.js'
+
+/** Frames: unsigned varint length, then one encoded Message. */
+export function encodeFrame(msg: Message): Uint8Array {
+  const body = Message.encode(msg)
+  const head: number[] = []
+  let n = body.byteLength
+  while (n >= 0x80) {
+    head.push((n & 0x7f) | 0x80)
+    n >>>= 7
+  }
+  head.push(n)
+  const out = new Uint8Array(head.length + body.byteLength)
+  out.set(head, 0)
+  out.set(body, head.length)
+  return out
+}
+
+/** Splits a byte stream into messages; a frame over `maxFrame` is a protocol error. */
+export class FrameDecoder {
+  private readonly buf = new Uint8ArrayList()
+
+  constructor(private readonly maxFrame: number) {}
+
+  push(chunk: Uint8Array | Uint8ArrayList): Message[] {
+    this.buf.append(chunk)
+    const out: Message[] = []
+    for (;;) {
+      let len = 0
+      let shift = 0
+      let i = 0
+      let complete = false
+      while (i < this.buf.byteLength && i < 5) {
+        const b = this.buf.get(i)
+        len += (b & 0x7f) * 2 ** shift
+        shift += 7
+        i++
+        if ((b & 0x80) === 0) {
+          complete = true
+          break
+        }
+      }
+      if (!complete) {
+        if (i >= 5) throw new ShoalError('SIZE_INVALID', 'bad frame length')
+        return out
+      }
+      if (len > this.maxFrame) throw new ShoalError('SIZE_INVALID', `frame of ${len} bytes is over the limit`)
+      if (this.buf.byteLength < i + len) return out
+      const frame = this.buf.subarray(i, i + len)
+      this.buf.consume(i + len)
+      out.push(Message.decode(frame))
+    }
+  }
+}
+
+/**
+ * Serialised sends with real backpressure: libp2p 3 streams queue in memory once `send` returns
+ * false, so every send waits until the write buffer is below `highWater`.
+ */
+export class FrameWriter {
+  private chain: Promise<void> = Promise.resolve()
+
+  constructor(
+    private readonly stream: Stream,
+    private readonly highWater: number,
+  ) {}
+
+  send(msg: Message): Promise<void> {
+    const frame = encodeFrame(msg)
+    const p = this.chain.then(async () => {
+      if (this.stream.status !== 'open') throw new ShoalError('ABORTED', 'stream closed')
+      this.stream.send(frame)
+      while (this.stream.writeBufferLength > this.highWater && this.stream.status === 'open') {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            this.stream.removeEventListener('drain', done)
+            this.stream.removeEventListener('close', done)
+            resolve()
+          }
+          this.stream.addEventListener('drain', done)
+          this.stream.addEventListener('close', done)
+        })
+      }
+    })
+    this.chain = p.catch(() => {})
+    return p
+  }
+}
