@@ -99,13 +99,25 @@ export class SwarmNode {
       { peerId: this.node.peerId.toString(), addrs: this.node.getMultiaddrs().map((a) => a.toString()) },
       'swarm started',
     )
-    if (this.init.bootstrap.length > 0) {
-      this.bootstrapOnce().catch((err: unknown) => this.log.warn({ err: String(err) }, 'bootstrap failed'))
-      this.timer = setInterval(() => {
-        this.bootstrapOnce().catch((err: unknown) => this.log.warn({ err: String(err) }, 'bootstrap failed'))
-      }, this.init.bootstrapIntervalMs)
-      this.timer.unref()
-    }
+    if (this.init.bootstrap.length > 0) this.scheduleBootstrap(0)
+  }
+
+  /**
+   * Dials the bootstrap list: quickly at first (peers often start together and are not listening
+   * yet), then every `bootstrapIntervalMs` to pick up new peers behind a DNS name.
+   */
+  private scheduleBootstrap(attempt: number): void {
+    const delay = attempt === 0 ? 0 : Math.min(this.init.bootstrapIntervalMs, 500 * 2 ** (attempt - 1))
+    this.timer = setTimeout(() => {
+      this.bootstrapOnce()
+        .catch((err: unknown) => this.log.warn({ err: String(err) }, 'bootstrap failed'))
+        .finally(() => {
+          if (this.controller.signal.aborted) return
+          const connected = (this.node?.getPeers().length ?? 0) > 0
+          this.scheduleBootstrap(connected ? Math.max(attempt + 1, 8) : attempt + 1)
+        })
+    }, delay)
+    this.timer.unref()
   }
 
   /** Dials every bootstrap address we are not connected to. */
@@ -172,7 +184,7 @@ export class SwarmNode {
   }
 
   async stop(): Promise<void> {
-    if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.timer !== undefined) clearTimeout(this.timer)
     this.controller.abort()
     await this.node?.stop()
     this.node = undefined
