@@ -8,9 +8,8 @@ import { createOriginClient, type OriginClient, originInitFromConfig } from './o
 import { createProxy, type ProxyServer } from './proxy/server.js'
 import { Resolver } from './resolver/resolver.js'
 import { type BlobStore, createStore } from './store/store.js'
-import { PieceExchange } from './swarm/exchange.js'
-import { readSwarmKey } from './swarm/identity.js'
-import { SwarmNode } from './swarm/node.js'
+import type { PieceExchange } from './swarm/exchange.js'
+import type { SwarmNode } from './swarm/node.js'
 import { BlobService } from './transfer/blobs.js'
 
 export interface Daemon {
@@ -66,6 +65,12 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
       await store.open()
       try {
         if (config.swarm.listen.length > 0) {
+          // libp2p costs ~55 MiB of memory just loaded: only when the swarm is on.
+          const [{ SwarmNode }, { PieceExchange }, { readSwarmKey }] = await Promise.all([
+            import('./swarm/node.js'),
+            import('./swarm/exchange.js'),
+            import('./swarm/identity.js'),
+          ])
           const swarmKey = config.swarm.swarmKey === undefined ? undefined : await readSwarmKey(config.swarm.swarmKey)
           node = new SwarmNode(
             {

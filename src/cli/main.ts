@@ -13,7 +13,6 @@ import {
 import { createDaemon } from '../daemon.js'
 import { isShoalError } from '../errors.js'
 import { createLogger } from '../log.js'
-import { generateSwarmKey } from '../swarm/identity.js'
 
 const program = new Command()
 program
@@ -105,6 +104,7 @@ program
   .option('-o, --output <file>', 'write it to this file (mode 0600) instead of stdout')
   .addHelpText('after', '\nExample:\n  $ shoal keygen -o /etc/shoal/swarm.key')
   .action(async (opts: { output?: string }) => {
+    const { generateSwarmKey } = await import('../swarm/identity.js')
     const key = generateSwarmKey()
     if (opts.output === undefined) process.stdout.write(key)
     else await writeFile(opts.output, key, { mode: 0o600, flag: 'wx' })

@@ -11,6 +11,7 @@ import type { RequestContext, Resolver } from '../resolver/resolver.js'
 import type { BlobService } from '../transfer/blobs.js'
 import { sendError } from './errors.js'
 import { parseRange } from './range.js'
+import { sendFile } from './send-file.js'
 
 export interface ProxyInit {
   host: string
@@ -278,9 +279,11 @@ class RegistryProxy implements ProxyServer {
         res.setHeader('content-range', `bytes ${start}-${end - 1}/${handle.size}`)
       }
       res.setHeader('content-length', end - start)
-      await pipeline(handle.stream(start, end, ctx.signal), res, {
-        signal: ctx.signal,
-      })
+      if (handle.path !== undefined) {
+        this.c.blobs.countCacheBytes(await sendFile(res, handle.path, start, end, ctx.signal))
+      } else {
+        await pipeline(handle.stream(start, end, ctx.signal), res, { signal: ctx.signal })
+      }
       return { status: res.statusCode }
     } finally {
       handle.release()

@@ -28,6 +28,8 @@ export interface BlobRequest {
 export interface BlobHandle {
   readonly size: number
   readonly source: BlobSource
+  /** For a complete blob: its file, so the proxy can send it without a stream in between. */
+  readonly path?: string
   /** Bytes [start, end). */
   stream(start: number, end: number, signal: AbortSignal): AsyncIterable<Uint8Array>
   release(): void
@@ -226,14 +228,20 @@ export class BlobService {
     return {
       size,
       source: 'cache',
+      path,
       stream: (start, end) => {
         if (end <= start) return emptyIterable()
         const rs = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK_BYTES * 4 })
-        rs.on('data', (chunk) => onBytes('cache', chunk.length))
+        rs.on('close', () => onBytes('cache', rs.bytesRead))
         return rs
       },
       release: () => {},
     }
+  }
+
+  /** Counts cache bytes sent by other means than `stream` (the proxy's sendFile). */
+  countCacheBytes(bytes: number): void {
+    this.onBytes('cache', bytes)
   }
 
   /** Stops every transfer (shutdown); pieces on disk stay for a resume. */

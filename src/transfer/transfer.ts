@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
-import { READ_CHUNK_BYTES } from '../constants.js'
+import { CHECKPOINT_BYTES, READ_CHUNK_BYTES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
@@ -96,6 +96,7 @@ export class Transfer implements LocalBlob {
   private hashedPieces = 0
   private hashing: Promise<void> = Promise.resolve()
   private checkpointing: Promise<void> = Promise.resolve()
+  private uncheckpointed = 0
   private readers = 0
   private readonly waiters = new Set<() => void>()
   private idleTimer: NodeJS.Timeout | undefined
@@ -169,9 +170,9 @@ export class Transfer implements LocalBlob {
     const bits = new Bitfield(this.pieceCount, Buffer.from(progress.bitfield, 'base64'))
     for (let i = 0; i < this.pieceCount; i++) {
       const h = progress.hashes[i]
-      if (bits.has(i) && typeof h === 'string') {
+      if (bits.has(i)) {
         this.have.set(i)
-        this.hashes[i] = Buffer.from(h, 'hex')
+        if (typeof h === 'string') this.hashes[i] = Buffer.from(h, 'hex')
         this.deliveredBy[i] = 'disk'
       }
     }
@@ -363,29 +364,39 @@ export class Transfer implements LocalBlob {
     let buf = Buffer.allocUnsafe(pEnd - pStart)
     let filled = 0
     let received = 0
-    for await (const chunk of body) {
-      let off = 0
-      if (received + chunk.byteLength > end - start) {
-        throw new ShoalError('SIZE_INVALID', `${this.originFetcher.name} sent more than asked`, { status: 502 })
-      }
-      received += chunk.byteLength
-      while (off < chunk.byteLength) {
-        const n = Math.min(chunk.byteLength - off, buf.length - filled)
-        buf.set(chunk.subarray(off, off + n), filled)
-        filled += n
-        off += n
-        if (filled === buf.length) {
-          const hash = createHash('sha256').update(buf).digest()
-          await this.storePiece(index, buf, hash, 'origin')
-          this.onBytes('origin', buf.length)
-          this.inflight.delete(index)
-          index++
-          if (index > last) break
-          ;[pStart, pEnd] = this.bounds(index)
-          buf = Buffer.allocUnsafe(pEnd - pStart)
-          filled = 0
+    let storing: Promise<void> = Promise.resolve()
+    try {
+      for await (const chunk of body) {
+        let off = 0
+        if (received + chunk.byteLength > end - start) {
+          throw new ShoalError('SIZE_INVALID', `${this.originFetcher.name} sent more than asked`, { status: 502 })
+        }
+        received += chunk.byteLength
+        while (off < chunk.byteLength) {
+          const n = Math.min(chunk.byteLength - off, buf.length - filled)
+          buf.set(chunk.subarray(off, off + n), filled)
+          filled += n
+          off += n
+          if (filled === buf.length) {
+            // Store this piece while the next one arrives; at most one store in flight (2 buffers).
+            await storing
+            const [piece, at] = [buf, index]
+            // Piece hashes are for peers: without a swarm, a piece table is made only if ever needed.
+            const hash = this.swarm === undefined ? undefined : createHash('sha256').update(piece).digest()
+            storing = this.storePiece(at, piece, hash, 'origin').then(() => {
+              this.onBytes('origin', piece.length)
+              this.inflight.delete(at)
+            })
+            index++
+            if (index > last) break
+            ;[pStart, pEnd] = this.bounds(index)
+            buf = Buffer.allocUnsafe(pEnd - pStart)
+            filled = 0
+          }
         }
       }
+    } finally {
+      await storing
     }
     if (index <= last) {
       throw new ShoalError('UPSTREAM_ERROR', `${this.originFetcher.name} ended the body early (piece ${index})`, {
@@ -394,7 +405,12 @@ export class Transfer implements LocalBlob {
     }
   }
 
-  private async storePiece(index: number, data: Uint8Array, hash: Buffer<ArrayBuffer>, from: string): Promise<void> {
+  private async storePiece(
+    index: number,
+    data: Uint8Array,
+    hash: Buffer<ArrayBuffer> | undefined,
+    from: string,
+  ): Promise<void> {
     if (this.have.has(index) || this.state !== 'running') return
     const handle = this.handle
     if (handle === undefined) return
@@ -403,7 +419,8 @@ export class Transfer implements LocalBlob {
     this.hashes[index] = hash
     this.deliveredBy[index] = from
     this.have.set(index)
-    this.swarm?.announceHave(index, hash)
+    this.uncheckpointed += data.byteLength
+    if (hash !== undefined) this.swarm?.announceHave(index, hash)
     this.wake()
     // The next piece of the whole-blob hash can use these bytes without reading them back.
     await this.advanceHash(index, data)
@@ -424,11 +441,19 @@ export class Transfer implements LocalBlob {
     return this.hashing.catch((err: unknown) => this.fail(err))
   }
 
-  private checkpoint(): Promise<void> {
+  /**
+   * Records progress (the bitfield in LevelDB) every CHECKPOINT_BYTES, and when the
+   * transfer stops: after a crash at most that much is fetched again.
+   */
+  private checkpoint(force = false): Promise<void> {
+    if (!force && this.uncheckpointed < CHECKPOINT_BYTES) return this.checkpointing
+    this.uncheckpointed = 0
     this.checkpointing = this.checkpointing.then(async () => {
       const handle = this.handle
-      if (handle === undefined || this.state !== 'running') return
-      await handle.datasync()
+      if (handle === undefined || this.state === 'complete') return
+      // No fsync here: a killed process loses nothing the kernel holds, and after a power loss a
+      // recorded piece that did not reach the disk fails the final digest check and is
+      // fetched again (repair). The complete blob is fsynced before its rename.
       await this.store.checkpoint(this.digest, {
         size: this.size,
         pieceSize: this.pieceSize,
@@ -457,10 +482,8 @@ export class Transfer implements LocalBlob {
     this.stopTimers()
     this.wake()
     await this.checkpointing
-    const info: { size: number; mediaType?: string; pieceHashes: string[] } = {
-      size: this.size,
-      pieceHashes: this.hashes.map((h) => h?.toString('hex') ?? ''),
-    }
+    const info: { size: number; mediaType?: string; pieceHashes?: string[] } = { size: this.size }
+    if (this.hashes.every((h) => h !== undefined)) info.pieceHashes = this.hashes.map((h) => h.toString('hex'))
     if (this.init.mediaType !== undefined) info.mediaType = this.init.mediaType
     try {
       await this.store.commit(this.digest, handle, info)
@@ -529,7 +552,9 @@ export class Transfer implements LocalBlob {
     this.log.warn({ err: e.message, code: (e as ShoalError).code, pieces: this.have.size }, 'transfer failed')
     this.wake()
     this.rejectDone(e)
-    this.checkpointing.finally(() => this.maybeClose()).catch(() => {})
+    this.checkpoint(true)
+      .finally(() => this.maybeClose())
+      .catch(() => {})
   }
 
   private stopTimers(): void {

@@ -1,0 +1,95 @@
+/** Starting the registries under test: docker-registry (origin, plain or proxy mode) and the Shoal daemon. */
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, LOOPBACK, waitForV2 } from './net.js'
+import { type Managed, startProcess } from './procs.js'
+
+export interface Server {
+  name: string
+  base: string
+  proc: Managed
+  dataDir: string
+}
+
+export const REGISTRY_BIN = process.env.BENCH_REGISTRY_BIN ?? '/usr/bin/docker-registry'
+
+/**
+ * docker-registry 2.8 with filesystem storage under `dataDir`, listening on 127.0.0.1 only.
+ * With `proxyRemote` it runs as a pull-through cache of that URL.
+ */
+export async function startRegistry(opts: {
+  name: string
+  workDir: string
+  dataDir: string
+  proxyRemote?: string
+}): Promise<Server> {
+  const port = await freePort()
+  await mkdir(opts.dataDir, { recursive: true })
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    '  filesystem:',
+    `    rootdirectory: ${JSON.stringify(opts.dataDir)}`,
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: ${LOOPBACK}:${port}`,
+  ]
+  if (opts.proxyRemote !== undefined) lines.push('proxy:', `  remoteurl: ${JSON.stringify(opts.proxyRemote)}`)
+  const configFile = join(opts.workDir, `${opts.name}.yml`)
+  await writeFile(configFile, `${lines.join('\n')}\n`)
+  // Only the config file: no REGISTRY_* variables leak in from the caller's environment.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir }
+  const proc = startProcess(opts.name, REGISTRY_BIN, ['serve', configFile], {
+    env,
+    logFile: join(opts.workDir, `${opts.name}.log`),
+  })
+  const base = `http://${LOOPBACK}:${port}`
+  await waitForV2(base, proc)
+  return { name: opts.name, base, proc, dataDir: opts.dataDir }
+}
+
+/** dist/src/cli/main.js next to this compiled file (dist/bench/lib/servers.js). */
+export const SHOAL_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+export async function startShoal(opts: {
+  name: string
+  workDir: string
+  dataDir: string
+  upstream: string
+  logLevel: string
+}): Promise<Server> {
+  if (!existsSync(SHOAL_MAIN)) throw new Error(`${SHOAL_MAIN} missing: run npm run build`)
+  const port = await freePort()
+  await mkdir(opts.dataDir, { recursive: true })
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir }
+  const proc = startProcess(
+    opts.name,
+    process.execPath,
+    [
+      SHOAL_MAIN,
+      'daemon',
+      '--listen',
+      `${LOOPBACK}:${port}`,
+      '--data-dir',
+      opts.dataDir,
+      '--default-upstream',
+      opts.upstream,
+      '--log-level',
+      opts.logLevel,
+    ],
+    { env, logFile: join(opts.workDir, `${opts.name}.log`) },
+  )
+  const base = `http://${LOOPBACK}:${port}`
+  await waitForV2(base, proc)
+  return { name: opts.name, base, proc, dataDir: opts.dataDir }
+}
