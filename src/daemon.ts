@@ -50,6 +50,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
   let exchange: PieceExchange | undefined
   let admin: AdminServer | undefined
   let started = false
+  const background = new AbortController()
 
   const status = (): unknown => ({
     peerId: node?.peerId.toString(),
@@ -91,6 +92,10 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           )
           await exchange.start()
           blobs.setSwarm(exchange)
+          const ex = exchange
+          ex.provideAll(store.listBlobs(), background.signal)
+            .then((n) => logger.info({ blobs: n }, 'announced stored blobs to the swarm'))
+            .catch((err: unknown) => logger.warn({ err: String(err) }, 'announcing stored blobs failed'))
         }
         await proxy.start()
         if (config.adminListen !== undefined) {
@@ -127,6 +132,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
     async stop() {
       if (!started) return
       started = false
+      background.abort()
       blobs.abortAll()
       await proxy.stop()
       await admin?.stop()

@@ -58,6 +58,8 @@ export interface BlobStore {
   /** Writes a small verified blob (a manifest) whole. */
   putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void>
   touch(digest: Digest, info: BlobInfo): Promise<void>
+  /** Every complete blob's digest (`sha256:<hex>`). */
+  listBlobs(): AsyncIterable<string>
   getTag(key: string): Promise<TagInfo | undefined>
   setTag(key: string, info: TagInfo): Promise<void>
   getRepoAccess(key: string): Promise<RepoAccess | undefined>
@@ -198,6 +200,10 @@ class DiskStore implements BlobStore {
     const now = Date.now()
     if (now - info.lastAccess < TOUCH_INTERVAL_MS) return
     await this.db.put(`blob:${digest.hex}`, { ...info, lastAccess: now })
+  }
+
+  async *listBlobs(): AsyncGenerator<string> {
+    for await (const key of this.db.keys({ gt: 'blob:', lt: 'blob;' })) yield `sha256:${key.slice(5)}`
   }
 
   async getTag(key: string): Promise<TagInfo | undefined> {

@@ -52,6 +52,9 @@ const D = {
   corruptServedPieces: false,
 }
 
+/** Requests one peer may have queued on one session; more are rejected. */
+const MAX_QUEUED_REQUESTS = 32
+
 /** Write buffer above which a session waits for drain (a bit over one piece). */
 const HIGH_WATER = 1024 * 1024
 
@@ -86,6 +89,10 @@ class Session implements SwarmPeer {
   private readonly pending = new Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>()
   readonly writer: FrameWriter
   helloSeen = false
+  /** Requests from this peer waiting or being served, and those it cancelled meanwhile. */
+  queued = 0
+  readonly cancelled = new Set<number>()
+  serveSlots: Semaphore | undefined
   private helloWaiters: (() => void)[] = []
   closed = false
 
@@ -583,10 +590,22 @@ export class PieceExchange implements SwarmAccess {
       session.onReject(m.reject.index)
       swarm?.changed()
     }
+    if (m.cancel !== undefined) session.cancelled.add(m.cancel.index)
     if (m.request !== undefined) {
-      this.serve(session, m.request.index).catch((err: unknown) => {
-        this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
-      })
+      const index = m.request.index
+      session.cancelled.delete(index)
+      if (session.queued >= MAX_QUEUED_REQUESTS) {
+        session.writer.send({ reject: { index } }).catch(() => {})
+        return
+      }
+      session.queued++
+      this.serve(session, index)
+        .catch((err: unknown) => {
+          this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
+        })
+        .finally(() => {
+          session.queued--
+        })
     }
   }
 
@@ -596,8 +615,11 @@ export class PieceExchange implements SwarmAccess {
       await session.writer.send({ reject: { index } })
       return
     }
+    session.serveSlots ??= new Semaphore(this.opts.servePerSession)
+    await session.serveSlots.acquire()
     await this.serving.acquire()
     try {
+      if (session.cancelled.delete(index) || session.closed) return
       const data = await local.readPiece(index)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
@@ -607,7 +629,29 @@ export class PieceExchange implements SwarmAccess {
       this.stats.bytesServed += data.byteLength
     } finally {
       this.serving.release()
+      session.serveSlots.release()
     }
+  }
+
+  /**
+   * Announces blobs held from before a restart (the DHT's provider records live in memory), a few
+   * at a time, in the background.
+   */
+  async provideAll(digests: AsyncIterable<string>, signal: AbortSignal): Promise<number> {
+    let n = 0
+    const inflight = new Set<Promise<void>>()
+    for await (const digest of digests) {
+      if (signal.aborted) break
+      const p = this.node
+        .provide(digest, signal)
+        .catch((err: unknown) => this.log.debug({ digest, err: String(err) }, 'provide failed'))
+        .finally(() => inflight.delete(p))
+      inflight.add(p)
+      n++
+      if (inflight.size >= 4) await Promise.race(inflight)
+    }
+    await Promise.all(inflight)
+    return n
   }
 
   /** Asks connected peers for a blob's size (the origin could not be reached). */
