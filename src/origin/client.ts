@@ -91,7 +91,7 @@ class DefaultOriginClient implements OriginClient {
   private readonly registries: Map<string, RegistryConfig>
   private readonly dockerCreds: Map<string, Credentials>
   private readonly tokens = new TokenCache()
-  /** Upstreams that answered with a Basic challenge: credentials are sent up front. */
+  /** Registry names that answered with a Basic challenge: their credentials are sent up front. */
   private readonly basicHosts = new Set<string>()
   private readonly defaultHost: string
 
@@ -164,11 +164,13 @@ class DefaultOriginClient implements OriginClient {
     if (req.clientAuthorization !== undefined) {
       return this.send(upstream, req, req.clientAuthorization)
     }
-    const tokenKey = `${upstream.url.origin} ${req.scope}`
+    // Tokens carry the rights of the credentials that got them: keyed by the registry *name*
+    // (each has its own credentials), never shared between names that point at one URL.
+    const tokenKey = `${upstream.host} ${upstream.url.origin} ${req.scope}`
     let authorization: string | undefined
     const token = this.tokens.get(tokenKey)
     if (token !== undefined) authorization = `Bearer ${token}`
-    else if (upstream.credentials !== undefined && this.basicHosts.has(upstream.url.origin)) {
+    else if (upstream.credentials !== undefined && this.basicHosts.has(upstream.host)) {
       authorization = basicAuth(upstream.credentials.username, upstream.credentials.password)
     }
     const res = await this.send(upstream, req, authorization)
@@ -182,8 +184,8 @@ class DefaultOriginClient implements OriginClient {
       this.tokens.set(tokenKey, fresh.token, fresh.ttlMs)
       retryAuth = `Bearer ${fresh.token}`
     } else if (challenge.scheme === 'basic' && upstream.credentials !== undefined) {
-      if (this.basicHosts.has(upstream.url.origin) && authorization !== undefined) return res
-      this.basicHosts.add(upstream.url.origin)
+      if (this.basicHosts.has(upstream.host) && authorization !== undefined) return res
+      this.basicHosts.add(upstream.host)
       retryAuth = basicAuth(upstream.credentials.username, upstream.credentials.password)
     } else {
       return res

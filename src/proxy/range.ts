@@ -18,7 +18,9 @@ export function parseRange(header: string | undefined, size: number): RangeResul
     return { kind: 'partial', start: Math.max(0, size - suffix), end: size }
   }
   const start = Number(a)
+  // last < first makes the range invalid, and an invalid Range is ignored (RFC 9110 §14.1.1).
+  if (b !== '' && Number(b) < start) return { kind: 'full' }
+  if (start >= size) return { kind: 'unsatisfiable' }
   const last = b === '' ? size - 1 : Math.min(Number(b), size - 1)
-  if (start >= size || last < start) return { kind: 'unsatisfiable' }
   return { kind: 'partial', start, end: last + 1 }
 }

@@ -282,12 +282,29 @@ class RegistryProxy implements ProxyServer {
       if (handle.path !== undefined) {
         this.c.blobs.countCacheBytes(await sendFile(res, handle.path, start, end, ctx.signal))
       } else {
-        await pipeline(handle.stream(start, end, ctx.signal), res, { signal: ctx.signal })
+        // Wait for the first bytes before the status line goes out: a transfer that fails early
+        // (the origin's 404, 429, 5xx) still becomes a proper error response.
+        const it = handle.stream(start, end, ctx.signal)[Symbol.asyncIterator]()
+        const first = end > start ? await it.next() : { done: true as const, value: undefined }
+        await pipeline(prepend(first, it), res, { signal: ctx.signal })
       }
       return { status: res.statusCode }
     } finally {
       handle.release()
     }
+  }
+}
+
+async function* prepend(
+  first: IteratorResult<Uint8Array>,
+  rest: AsyncIterator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  try {
+    if (first.done === true) return
+    yield first.value
+    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value
+  } finally {
+    await rest.return?.()
   }
 }
 

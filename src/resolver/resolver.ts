@@ -243,7 +243,33 @@ export class Resolver {
     const access =
       checked && acc !== undefined ? acc : await this.access(ctx, `/v2/${ctx.name}/manifests/${digest.value}`)
     const info = await this.store.stat(digest)
+    const link = `${ctx.upstream.host}/${ctx.name}@${digest.hex}`
     if (info?.mediaType !== undefined) {
+      // Served only through a repository the origin said holds it (a tag of it pointed here, or a
+      // HEAD by digest answered): rights to one repository do not open another's manifests.
+      if (checked && !access.stale) await this.store.link(link)
+      else if (!(await this.store.hasLink(link))) {
+        if (access.stale) {
+          throw new ShoalError(
+            'UPSTREAM_UNREACHABLE',
+            `cannot confirm ${digest.value} in ${ctx.name}: origin unreachable`,
+            {
+              status: 503,
+            },
+          )
+        }
+        const res = await this.origin.request(ctx.upstream, {
+          method: 'HEAD',
+          path: `/v2/${ctx.name}/manifests/${digest.value}`,
+          scope: `repository:${ctx.name}:pull`,
+          headers: { accept: MANIFEST_ACCEPT },
+          clientAuthorization: access.originAuthorization,
+          signal: ctx.signal,
+        })
+        if (res.status !== 200) throw await originError(res, 'MANIFEST_UNKNOWN', `manifest ${ctx.name}@${digest.value}`)
+        await res.body.dump().catch(() => {})
+        await this.store.link(link)
+      }
       const result: ManifestResult = {
         digest: digest.value,
         mediaType: info.mediaType,
@@ -263,6 +289,7 @@ export class Resolver {
     const body = fetched.body
     const mediaType = fetched.mediaType ?? sniffManifestType(body) ?? 'application/octet-stream'
     await this.store.putSmall(digest, body, mediaType)
+    await this.store.link(link)
     const result: ManifestResult = {
       digest: digest.value,
       mediaType,

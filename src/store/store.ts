@@ -58,6 +58,12 @@ export interface BlobStore {
   /** Writes a small verified blob (a manifest) whole. */
   putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void>
   touch(digest: Digest, info: BlobInfo): Promise<void>
+  /**
+   * Which repositories the origin confirmed hold a blob (`host/name@hex`): content is served
+   * only through a repository it belongs to, as a registry does.
+   */
+  hasLink(key: string): Promise<boolean>
+  link(key: string): Promise<void>
   /** Every complete blob's digest (`sha256:<hex>`). */
   listBlobs(): AsyncIterable<string>
   getTag(key: string): Promise<TagInfo | undefined>
@@ -70,7 +76,7 @@ export function pieceSizeFor(size: number): number {
   return size > PIECE_SIZE_THRESHOLD ? PIECE_SIZE_LARGE : PIECE_SIZE_SMALL
 }
 
-type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess | string[]
+type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess | string[] | number
 
 export interface StoreInit {
   dataDir: string
@@ -200,6 +206,14 @@ class DiskStore implements BlobStore {
     const now = Date.now()
     if (now - info.lastAccess < TOUCH_INTERVAL_MS) return
     await this.db.put(`blob:${digest.hex}`, { ...info, lastAccess: now })
+  }
+
+  async hasLink(key: string): Promise<boolean> {
+    return (await this.db.get(`link:${key}`)) !== undefined
+  }
+
+  async link(key: string): Promise<void> {
+    await this.db.put(`link:${key}`, 1)
   }
 
   async *listBlobs(): AsyncGenerator<string> {

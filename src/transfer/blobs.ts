@@ -100,10 +100,25 @@ export class BlobService {
   /** Size of a blob without fetching it: the store, a transfer in flight, or a HEAD upstream. */
   async head(req: BlobRequest): Promise<{ size: number; source: BlobSource }> {
     const info = await this.store.stat(req.digest)
-    if (info !== undefined) return { size: info.size, source: 'cache' }
+    if (info !== undefined) {
+      await this.ensureLinked(req)
+      return { size: info.size, source: 'cache' }
+    }
     const t = this.transfers.get(req.digest.hex)
-    if (t !== undefined && t.status !== 'failed') return { size: t.size, source: 'join' }
+    if (t !== undefined && t.status !== 'failed') {
+      await this.ensureLinked(req)
+      return { size: t.size, source: 'join' }
+    }
     return { size: await this.sizeFromOrigin(req), source: 'origin' }
+  }
+
+  /**
+   * A blob held here is served through a repository only once the origin said it belongs there:
+   * a client with rights to one repository must not read another's layers by digest.
+   */
+  private async ensureLinked(req: BlobRequest): Promise<void> {
+    if (await this.store.hasLink(linkKey(req))) return
+    await this.sizeFromOrigin(req)
   }
 
   private async sizeFromOrigin(req: BlobRequest): Promise<number> {
@@ -120,17 +135,20 @@ export class BlobService {
     if (!Number.isSafeInteger(size) || size < 0 || size > MAX_BLOB_BYTES) {
       throw new ShoalError('UPSTREAM_ERROR', `origin gave no usable size for ${req.digest.value}`, { status: 502 })
     }
+    await this.store.link(linkKey(req))
     return size
   }
 
   async open(req: BlobRequest): Promise<BlobHandle> {
     const info = await this.store.stat(req.digest)
     if (info !== undefined) {
+      await this.ensureLinked(req)
       this.store.touch(req.digest, info).catch((err: unknown) => this.log.warn({ err: String(err) }, 'touch failed'))
       return this.fileHandle(req.digest, info.size)
     }
     let transfer = this.transfers.get(req.digest.hex)
     let source: BlobSource = 'join'
+    if (transfer !== undefined && transfer.status !== 'failed') await this.ensureLinked(req)
     if (transfer === undefined || transfer.status === 'failed') {
       let pending = this.starting.get(req.digest.hex)
       if (pending === undefined) {
@@ -138,8 +156,11 @@ export class BlobService {
         pending = this.startTransfer(req)
         this.starting.set(req.digest.hex, pending)
         pending.finally(() => this.starting.delete(req.digest.hex)).catch(() => {})
+        transfer = await pending
+      } else {
+        transfer = await pending
+        await this.ensureLinked(req)
       }
-      transfer = await pending
     } else if (transfer.status === 'complete') {
       const done = await this.store.stat(req.digest)
       if (done !== undefined) return this.fileHandle(req.digest, done.size)
@@ -326,6 +347,10 @@ class StoredBlob implements LocalBlob {
 }
 
 async function* emptyIterable(): AsyncGenerator<Uint8Array> {}
+
+function linkKey(req: BlobRequest): string {
+  return `${req.upstream.host}/${req.name}@${req.digest.hex}`
+}
 
 /** Bytes [start, end) of a body that starts at 0 (an origin that ignored Range). */
 async function* slice(body: AsyncIterable<Uint8Array>, start: number, end: number): AsyncGenerator<Uint8Array> {

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto'
-import type { FileHandle } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 import { CHECKPOINT_BYTES, READ_CHUNK_BYTES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
@@ -492,7 +492,8 @@ export class Transfer implements LocalBlob {
       this.log.error({ err: String(err) }, 'could not store the verified blob')
       this.rejectDone(err instanceof Error ? err : new Error(String(err)))
     }
-    await this.maybeClose()
+    // Not awaited: commit runs inside the hashing chain that maybeClose waits for.
+    this.maybeClose().catch(() => {})
   }
 
   /**
@@ -581,22 +582,33 @@ export class Transfer implements LocalBlob {
   /** Streams bytes [start, end) as they land. The caller holds a reader slot from `acquire()`. */
   async *read(start: number, end: number, signal: AbortSignal): AsyncGenerator<Buffer> {
     let pos = start
-    while (pos < end) {
-      if (signal.aborted) throw abortError(signal)
-      if (this.state === 'failed') throw this.error ?? new Error('transfer failed')
-      const limit = Math.min(end, this.readable())
-      if (pos >= limit) {
-        await this.waitForProgress(signal)
-        continue
+    // A reader that joined as the transfer finished may find the partial file closed (renamed
+    // into the store): it reads the complete blob instead.
+    let own: FileHandle | undefined
+    try {
+      while (pos < end) {
+        if (signal.aborted) throw abortError(signal)
+        if (this.state === 'failed') throw this.error ?? new Error('transfer failed')
+        const limit = Math.min(end, this.readable())
+        if (pos >= limit) {
+          await this.waitForProgress(signal)
+          continue
+        }
+        let handle = own ?? this.handle
+        if (handle === undefined) {
+          if (this.state !== 'complete') throw new Error('partial file not open')
+          own = await open(this.store.blobPath(this.digest), 'r')
+          handle = own
+        }
+        const len = Math.min(READ_CHUNK_BYTES, limit - pos)
+        const buf = Buffer.allocUnsafe(len)
+        const { bytesRead } = await handle.read(buf, 0, len, pos)
+        if (bytesRead === 0) throw new Error(`partial file ended early at ${pos}`)
+        pos += bytesRead
+        yield bytesRead === len ? buf : buf.subarray(0, bytesRead)
       }
-      const handle = this.handle
-      if (handle === undefined) throw new Error('partial file not open')
-      const len = Math.min(READ_CHUNK_BYTES, limit - pos)
-      const buf = Buffer.allocUnsafe(len)
-      const { bytesRead } = await handle.read(buf, 0, len, pos)
-      if (bytesRead === 0) throw new Error(`partial file ended early at ${pos}`)
-      pos += bytesRead
-      yield bytesRead === len ? buf : buf.subarray(0, bytesRead)
+    } finally {
+      await own?.close()
     }
   }
 
@@ -650,6 +662,9 @@ export class Transfer implements LocalBlob {
   private async maybeClose(): Promise<void> {
     if (this.readers > 0 || this.state === 'running') return
     await this.hashing.catch(() => {})
+    await this.checkpointing.catch(() => {})
+    // A reader may have joined meanwhile: it closes the file when it leaves.
+    if (this.readers > 0) return
     const handle = this.handle
     this.handle = undefined
     await handle?.close()
