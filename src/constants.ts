@@ -64,3 +64,6 @@ export const DEFAULT_MAX_CONNECTIONS = 200
 
 /** How often unreachable bootstrap peers are dialled again and DNS names re-resolved. */
 export const BOOTSTRAP_INTERVAL_MS = 30_000
+
+/** How often the cache is checked against its quota (also after every stored blob). */
+export const GC_INTERVAL_MS = 60_000

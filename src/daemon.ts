@@ -1,12 +1,13 @@
 import { join } from 'node:path'
 import type { DaemonConfig } from './config/config.js'
-import { BOOTSTRAP_INTERVAL_MS } from './constants.js'
+import { BOOTSTRAP_INTERVAL_MS, GC_INTERVAL_MS } from './constants.js'
 import type { Logger } from './log.js'
 import { AdminServer } from './metrics/admin.js'
 import { Metrics } from './metrics/metrics.js'
 import { createOriginClient, type OriginClient, originInitFromConfig } from './origin/client.js'
 import { createProxy, type ProxyServer } from './proxy/server.js'
 import { Resolver } from './resolver/resolver.js'
+import { GarbageCollector } from './store/gc.js'
 import { type BlobStore, createStore } from './store/store.js'
 import type { PieceExchange } from './swarm/exchange.js'
 import type { SwarmNode } from './swarm/node.js'
@@ -40,10 +41,33 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
   const metrics = new Metrics()
   const store: BlobStore = createStore({ dataDir: config.dataDir })
   const origin: OriginClient = createOriginClient(originInitFromConfig(config), { logger })
+  let exchangeRef: PieceExchange | undefined
+  const gcRef: { gc?: GarbageCollector } = {}
   const blobs = new BlobService(
     {},
-    { store, origin, logger, onBytes: (source, bytes) => metrics.blobBytes.inc({ source }, bytes) },
+    {
+      store,
+      origin,
+      logger,
+      onBytes: (source, bytes) => metrics.addBlobBytes(source, bytes),
+      onStored: () => {
+        gcRef.gc?.run().catch((err: unknown) => logger.warn({ err: String(err) }, 'garbage collection failed'))
+      },
+    },
   )
+  const gc = new GarbageCollector(
+    { dataDir: config.dataDir, quota: config.cacheMax, intervalMs: GC_INTERVAL_MS },
+    {
+      store,
+      logger,
+      inUse: (hex) => blobs.inUse(hex),
+      onDelete: (digest) => {
+        metrics.gcDeleted.inc()
+        exchangeRef?.withdraw(digest)
+      },
+    },
+  )
+  if (config.cacheMax !== undefined) gcRef.gc = gc
   const resolver = new Resolver({ tagTtlMs: config.tagTtlMs }, { store, origin, logger })
   const proxy: ProxyServer = createProxy(config.listen, { origin, resolver, blobs, logger })
   let node: SwarmNode | undefined
@@ -55,8 +79,11 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
   const status = (): unknown => ({
     peerId: node?.peerId.toString(),
     peers: node?.connectedPeers().length ?? 0,
+    addrs: node?.libp2p.getMultiaddrs().map((m) => m.toString()) ?? [],
     transfers: blobs.activeTransfers,
     peersBanned: exchange?.stats.peersBanned ?? 0,
+    bytesBySource: { ...metrics.bytesBySource },
+    cache: gc.lastResult ?? null,
   })
 
   return {
@@ -91,6 +118,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
             { node, logger, local: (digest) => blobs.local(digest) },
           )
           await exchange.start()
+          exchangeRef = exchange
           blobs.setSwarm(exchange)
           const ex = exchange
           ex.provideAll(store.listBlobs(), background.signal)
@@ -98,11 +126,23 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
             .catch((err: unknown) => logger.warn({ err: String(err) }, 'announcing stored blobs failed'))
         }
         await proxy.start()
+        gc.start()
         if (config.adminListen !== undefined) {
           admin = new AdminServer(config.adminListen, {
             metrics,
             logger,
             status,
+            gc: async () => {
+              const r = await gc.run()
+              metrics.gcRuns.inc()
+              return r
+            },
+            ready: async () => ({
+              ready: started && (config.swarm.listen.length === 0 || node !== undefined),
+              store: started,
+              swarm: config.swarm.listen.length === 0 ? 'off' : node !== undefined,
+              origin: await origin.reachable(origin.upstreamFor(undefined)),
+            }),
             collect: () => {
               metrics.connectedPeers.set(node?.connectedPeers().length ?? 0)
               metrics.activeTransfers.set(blobs.activeTransfers)
@@ -133,6 +173,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
       if (!started) return
       started = false
       background.abort()
+      gc.stop()
       blobs.abortAll()
       await proxy.stop()
       await admin?.stop()

@@ -11,7 +11,7 @@ import {
   SHUTDOWN_GRACE_MS,
 } from '../constants.js'
 import { createDaemon } from '../daemon.js'
-import { isShoalError } from '../errors.js'
+import { isShoalError, ShoalError } from '../errors.js'
 import { createLogger } from '../log.js'
 
 const program = new Command()
@@ -39,13 +39,14 @@ program
   .option('--mdns', 'find peers on the LAN by mDNS')
   .option('--swarm-key <file>', 'closed swarm: only nodes with this key (shoal keygen) can join')
   .option('--max-connections <n>', 'libp2p connections kept at most')
+  .option('--cache-max <size|percent>', 'disk quota for the cache, e.g. 50GiB or 80% (LRU by last access)')
   .addHelpText(
     'after',
     `
 Every option can also come from the environment (SHOAL_LISTEN, SHOAL_DATA_DIR,
 SHOAL_DEFAULT_UPSTREAM, SHOAL_LOG_LEVEL, SHOAL_TAG_TTL, SHOAL_DOCKER_CONFIG, SHOAL_ADMIN_LISTEN,
 SHOAL_P2P_LISTEN, SHOAL_BOOTSTRAP (comma-separated), SHOAL_MDNS, SHOAL_SWARM_KEY,
-SHOAL_MAX_CONNECTIONS) or the config file; flags win over the environment, which wins over the file.
+SHOAL_MAX_CONNECTIONS, SHOAL_CACHE_MAX) or the config file; flags win over the environment, which wins over the file.
 
 Examples:
   $ shoal daemon
@@ -62,6 +63,7 @@ Examples:
       mdns: opts.mdns,
       swarmKey: opts.swarmKey,
       maxConnections: opts.maxConnections,
+      cacheMax: opts.cacheMax,
       listen: opts.listen,
       dataDir: opts.dataDir,
       defaultUpstream: opts.defaultUpstream,
@@ -96,6 +98,83 @@ Examples:
     }
     process.on('SIGTERM', () => shutdown('SIGTERM'))
     process.on('SIGINT', () => shutdown('SIGINT'))
+  })
+
+/** The admin listener of the local daemon: --admin, SHOAL_ADMIN_LISTEN, or the config file. */
+function adminAddress(opts: { admin?: string; config?: string }): string {
+  const file = opts.config === undefined ? {} : readConfigFile(opts.config)
+  const addr = opts.admin ?? process.env.SHOAL_ADMIN_LISTEN ?? (file.adminListen as string | undefined)
+  if (addr === undefined) {
+    throw new ShoalError(
+      'CONFIG_INVALID',
+      "no admin address: pass --admin HOST:PORT (the daemon's --admin-listen), set SHOAL_ADMIN_LISTEN, or --config",
+    )
+  }
+  return addr.includes('://') ? addr : `http://${addr}`
+}
+
+async function adminCall(base: string, method: 'GET' | 'POST', path: string): Promise<unknown> {
+  const { request } = await import('undici')
+  let res: Awaited<ReturnType<typeof request>>
+  try {
+    res = await request(new URL(path, base), { method, signal: AbortSignal.timeout(60_000) })
+  } catch (err) {
+    throw new ShoalError('UPSTREAM_UNREACHABLE', `cannot reach the daemon's admin listener at ${base}: ${String(err)}`)
+  }
+  const text = await res.body.text()
+  if (res.statusCode >= 400) throw new ShoalError('UPSTREAM_ERROR', `${path}: ${res.statusCode} ${text.trim()}`)
+  return JSON.parse(text) as unknown
+}
+
+program
+  .command('status')
+  .description("show the local daemon's peers, transfers, bytes by source and cache use")
+  .option('--admin <host:port>', "the daemon's admin listener (default: SHOAL_ADMIN_LISTEN or the config file)")
+  .option('-c, --config <file>', 'read adminListen from this config file')
+  .option('--json', 'print JSON')
+  .addHelpText('after', '\nExample:\n  $ shoal status --admin 127.0.0.1:9090')
+  .action(async (opts: { admin?: string; config?: string; json?: boolean }) => {
+    const s = (await adminCall(adminAddress(opts), 'GET', '/status')) as {
+      peerId?: string
+      peers: number
+      addrs: string[]
+      transfers: number
+      peersBanned: number
+      bytesBySource: Record<string, number>
+      cache: { usedBytes: number; quotaBytes?: number | null } | null
+    }
+    if (opts.json === true) {
+      process.stdout.write(`${JSON.stringify(s, null, 2)}\n`)
+      return
+    }
+    const mib = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`
+    const lines = [
+      `peer id:      ${s.peerId ?? '(swarm off)'}`,
+      `addresses:    ${s.addrs.join(' ') || '-'}`,
+      `peers:        ${s.peers} connected, ${s.peersBanned} banned`,
+      `transfers:    ${s.transfers} in progress`,
+      `bytes served: origin ${mib(s.bytesBySource.origin ?? 0)}, peers ${mib(s.bytesBySource.peer ?? 0)}, cache ${mib(s.bytesBySource.cache ?? 0)}`,
+      `cache:        ${s.cache === null ? 'not measured yet (no quota, or no GC run)' : `${mib(s.cache.usedBytes)} used${s.cache.quotaBytes ? ` of ${mib(s.cache.quotaBytes)}` : ''}`}`,
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  })
+
+program
+  .command('gc')
+  .description('run garbage collection in the local daemon now (down to its --cache-max)')
+  .option('--admin <host:port>', "the daemon's admin listener (default: SHOAL_ADMIN_LISTEN or the config file)")
+  .option('-c, --config <file>', 'read adminListen from this config file')
+  .addHelpText('after', '\nExample:\n  $ shoal gc --admin 127.0.0.1:9090')
+  .action(async (opts: { admin?: string; config?: string }) => {
+    const r = (await adminCall(adminAddress(opts), 'POST', '/gc')) as {
+      deleted: number
+      freedBytes: number
+      usedBytes: number
+      quotaBytes?: number
+    }
+    process.stdout.write(
+      `deleted ${r.deleted} blobs, freed ${r.freedBytes} bytes; cache ${r.usedBytes} bytes${r.quotaBytes === undefined ? ' (no quota)' : ` of ${r.quotaBytes}`}\n`,
+    )
   })
 
 program

@@ -12,7 +12,7 @@ import {
 } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import { canonicalRegistryHost } from '../oci/reference.js'
-import { configError, parseBoolean, parseDuration, parseHostPort, parseString, parseUrl } from './parse.js'
+import { configError, parseBoolean, parseDuration, parseHostPort, parseSize, parseString, parseUrl } from './parse.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -50,6 +50,8 @@ export interface DaemonConfig {
   tagTtlMs: number
   registries: RegistryConfig[]
   dockerConfig?: string
+  /** Disk quota for the cache: bytes or a share of the data dir's volume; none by default. */
+  cacheMax?: { bytes: number } | { percent: number }
 }
 
 /** Options as they come from flags, environment or file, before validation. */
@@ -69,6 +71,7 @@ const KEYS = {
   mdns: 'SHOAL_MDNS',
   swarmKey: 'SHOAL_SWARM_KEY',
   maxConnections: 'SHOAL_MAX_CONNECTIONS',
+  cacheMax: 'SHOAL_CACHE_MAX',
   registries: undefined,
 } as const
 
@@ -138,6 +141,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
           : parseCount('maxConnections', merged.maxConnections),
     },
   }
+  if (merged.cacheMax !== undefined) config.cacheMax = parseQuota('cacheMax', merged.cacheMax)
   if (merged.adminListen !== undefined) config.adminListen = parseHostPort('adminListen', merged.adminListen)
   if (merged.swarmKey !== undefined)
     config.swarm.swarmKey = resolve(expandHome(parseString('swarmKey', merged.swarmKey)))
@@ -211,6 +215,18 @@ function parseBootstrap(key: string, value: string): string {
   const m = /^\/dns4?\/([^/]+)\/tcp\/(\d{1,5})$/.exec(value)
   if (m !== null) return `dns:${m[1]}:${m[2]}`
   return parseMultiaddr(key, value)
+}
+
+/** `50GiB`, `500MB` or `80%` (of the data dir's volume). */
+function parseQuota(key: string, value: unknown): { bytes: number } | { percent: number } {
+  if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*%\s*$/.test(value)) {
+    const percent = Number.parseFloat(value)
+    if (percent > 0 && percent <= 100) return { percent }
+    throw configError(key, value, 'a percentage between 0 and 100')
+  }
+  const bytes = parseSize(key, value)
+  if (bytes <= 0) throw configError(key, value, 'a size above zero, such as 50GiB, or a percentage such as 80%')
+  return { bytes }
 }
 
 function parseCount(key: string, value: unknown): number {

@@ -15,9 +15,16 @@ export interface AdminComponents {
   collect?: () => void
   /** Extra status for /status (JSON). */
   status?: () => unknown
+  /** POST /gc: a garbage collection now. */
+  gc?: () => Promise<unknown>
+  /** Readiness for /readyz: the store is open and the swarm started (the origin is reported only). */
+  ready?: () => Promise<{ ready: boolean; [k: string]: unknown }>
 }
 
-/** `/metrics` (Prometheus text), `/healthz`, `/status`: on its own listener, apart from /v2/. */
+/**
+ * `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (store open, swarm started),
+ * `/status` (JSON): on its own listener, apart from /v2/.
+ */
 export class AdminServer {
   private server: Server | undefined
 
@@ -29,6 +36,13 @@ export class AdminServer {
   async start(): Promise<void> {
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0]
+      if (req.method === 'POST' && path === '/gc' && this.c.gc !== undefined) {
+        this.c
+          .gc()
+          .then((r) => res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`))
+          .catch((err: unknown) => res.writeHead(500).end(`${JSON.stringify({ error: String(err) })}\n`))
+        return
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end()
         return
@@ -48,6 +62,19 @@ export class AdminServer {
       }
       if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
+        return
+      }
+      if (path === '/readyz') {
+        const check = this.c.ready ?? (async () => ({ ready: true }))
+        check()
+          .then((r) => {
+            res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`)
+          })
+          .catch((err: unknown) => {
+            res
+              .writeHead(503, { 'content-type': 'application/json' })
+              .end(`${JSON.stringify({ ready: false, error: String(err) })}\n`)
+          })
         return
       }
       if (path === '/status') {

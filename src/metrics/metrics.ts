@@ -8,6 +8,10 @@ export class Metrics {
   readonly peersBanned: Counter
   readonly connectedPeers: Gauge
   readonly activeTransfers: Gauge
+  /** The same figures as shoal_blob_bytes_total, for /status. */
+  readonly bytesBySource: Record<'origin' | 'peer' | 'cache', number> = { origin: 0, peer: 0, cache: 0 }
+  readonly gcRuns: Counter
+  readonly gcDeleted: Counter
 
   constructor() {
     this.blobBytes = new Counter({
@@ -33,10 +37,25 @@ export class Metrics {
       help: 'libp2p peers connected now',
       registers: [this.registry],
     })
+    this.gcRuns = new Counter({
+      name: 'shoal_gc_runs_total',
+      help: 'Garbage collections run on request',
+      registers: [this.registry],
+    })
+    this.gcDeleted = new Counter({
+      name: 'shoal_gc_deleted_blobs_total',
+      help: 'Blobs deleted by garbage collection',
+      registers: [this.registry],
+    })
     this.activeTransfers = new Gauge({
       name: 'shoal_active_transfers',
       help: 'Blob transfers in progress',
       registers: [this.registry],
     })
+  }
+
+  addBlobBytes(source: 'origin' | 'peer' | 'cache', bytes: number): void {
+    this.blobBytes.inc({ source }, bytes)
+    this.bytesBySource[source] += bytes
   }
 }

@@ -53,6 +53,8 @@ export interface OriginResponse {
 export interface OriginClient {
   upstreamFor(ns: string | undefined): Upstream
   request(upstream: Upstream, req: OriginRequest): Promise<OriginResponse>
+  /** Whether the upstream answers `/v2/` at all (any status) within a few seconds; cached 10 s. */
+  reachable(upstream: Upstream): Promise<boolean>
   close(): Promise<void>
 }
 
@@ -269,6 +271,28 @@ class DefaultOriginClient implements OriginClient {
       return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body }
     }
     throw new ShoalError('UPSTREAM_ERROR', `too many redirects from ${upstream.url.origin}${req.path}`, { status: 502 })
+  }
+
+  private readonly reachability = new Map<string, { ok: boolean; at: number }>()
+
+  async reachable(upstream: Upstream): Promise<boolean> {
+    const cached = this.reachability.get(upstream.host)
+    if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.ok
+    let ok = false
+    try {
+      const res = await request(new URL('/v2/', upstream.url), {
+        method: 'GET',
+        dispatcher: upstream.dispatcher,
+        signal: AbortSignal.timeout(3_000),
+        headers: { 'user-agent': USER_AGENT },
+      })
+      await res.body.dump().catch(() => {})
+      ok = true
+    } catch {
+      ok = false
+    }
+    this.reachability.set(upstream.host, { ok, at: Date.now() })
+    return ok
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,12 @@ export interface BlobStore {
   link(key: string): Promise<void>
   /** Every complete blob's digest (`sha256:<hex>`). */
   listBlobs(): AsyncIterable<string>
+  /** Every complete blob with its size and last access (for garbage collection). */
+  listBlobInfos(): AsyncIterable<{ digest: string; info: BlobInfo }>
+  /** Bytes held by partial downloads. */
+  partialBytes(): Promise<number>
+  /** Removes a complete blob (garbage collection). */
+  deleteBlob(digest: Digest): Promise<void>
   getTag(key: string): Promise<TagInfo | undefined>
   setTag(key: string, info: TagInfo): Promise<void>
   getRepoAccess(key: string): Promise<RepoAccess | undefined>
@@ -218,6 +224,24 @@ class DiskStore implements BlobStore {
 
   async *listBlobs(): AsyncGenerator<string> {
     for await (const key of this.db.keys({ gt: 'blob:', lt: 'blob;' })) yield `sha256:${key.slice(5)}`
+  }
+
+  async *listBlobInfos(): AsyncGenerator<{ digest: string; info: BlobInfo }> {
+    for await (const [key, value] of this.db.iterator({ gt: 'blob:', lt: 'blob;' })) {
+      yield { digest: `sha256:${key.slice(5)}`, info: value as BlobInfo }
+    }
+  }
+
+  async partialBytes(): Promise<number> {
+    let total = 0
+    for await (const value of this.db.values({ gt: 'partial:', lt: 'partial;' })) total += (value as PartialInfo).size
+    return total
+  }
+
+  async deleteBlob(digest: Digest): Promise<void> {
+    // Metadata first: a crash in between leaves an orphan file, never a record without its file.
+    await this.db.batch().del(`blob:${digest.hex}`).del(`table:${digest.hex}`).write()
+    await rm(this.blobPath(digest), { force: true })
   }
 
   async getTag(key: string): Promise<TagInfo | undefined> {

@@ -654,6 +654,13 @@ export class PieceExchange implements SwarmAccess {
     return n
   }
 
+  /** The blob is gone from this node: stop announcing it. */
+  withdraw(digest: string): void {
+    this.node
+      .cancelProvide(digest)
+      .catch((err: unknown) => this.log.debug({ digest, err: String(err) }, 'withdraw failed'))
+  }
+
   /** Asks connected peers for a blob's size (the origin could not be reached). */
   async findSize(digest: Digest, signal: AbortSignal): Promise<number | undefined> {
     const blob = this.blobFor(digest)

@@ -55,6 +55,8 @@ export interface BlobServiceComponents {
   logger: Logger
   swarm?: SwarmAccess | undefined
   onBytes?: (source: ByteOrigin | 'cache', bytes: number) => void
+  /** A blob was verified and stored (garbage collection may be due). */
+  onStored?: (digest: Digest, size: number) => void
 }
 
 /** One transfer per digest: concurrent requests for an uncached blob share one download. */
@@ -68,6 +70,9 @@ export class BlobService {
   private readonly init: BlobServiceInit
   private swarm: SwarmAccess | undefined
   private readonly onBytes: (source: ByteOrigin | 'cache', bytes: number) => void
+  private readonly onStored: (digest: Digest, size: number) => void
+  /** Complete blobs being sent to clients now, by hex: never garbage-collected meanwhile. */
+  private readonly pins = new Map<string, number>()
 
   constructor(init: BlobServiceInit, components: BlobServiceComponents) {
     this.init = init
@@ -77,6 +82,12 @@ export class BlobService {
     this.log = components.logger.child({ component: 'blobs' })
     this.idleGraceMs = init.idleGraceMs ?? 2_000
     this.onBytes = components.onBytes ?? (() => {})
+    this.onStored = components.onStored ?? (() => {})
+  }
+
+  /** Being downloaded or sent to a client right now. */
+  inUse(hex: string): boolean {
+    return this.transfers.has(hex) || this.starting.has(hex) || (this.pins.get(hex) ?? 0) > 0
   }
 
   /** The swarm starts after the blob service (it serves pieces from it). */
@@ -205,6 +216,7 @@ export class BlobService {
     if (this.swarm !== undefined) transfer.attachSwarm(this.swarm.join(req.digest, size, transfer))
     this.transfers.set(req.digest.hex, transfer)
     transfer.done
+      .then(() => this.onStored(req.digest, size))
       .finally(() => {
         if (this.transfers.get(req.digest.hex) === transfer) this.transfers.delete(req.digest.hex)
       })
@@ -246,6 +258,8 @@ export class BlobService {
   private fileHandle(digest: Digest, size: number): BlobHandle {
     const path = this.store.blobPath(digest)
     const onBytes = this.onBytes
+    this.pins.set(digest.hex, (this.pins.get(digest.hex) ?? 0) + 1)
+    let released = false
     return {
       size,
       source: 'cache',
@@ -256,7 +270,13 @@ export class BlobService {
         rs.on('close', () => onBytes('cache', rs.bytesRead))
         return rs
       },
-      release: () => {},
+      release: () => {
+        if (released) return
+        released = true
+        const n = (this.pins.get(digest.hex) ?? 1) - 1
+        if (n <= 0) this.pins.delete(digest.hex)
+        else this.pins.set(digest.hex, n)
+      },
     }
   }
 
