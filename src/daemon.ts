@@ -1,10 +1,12 @@
 import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
 import type { DaemonConfig } from './config/config.js'
 import { BOOTSTRAP_INTERVAL_MS, GC_INTERVAL_MS } from './constants.js'
 import type { Logger } from './log.js'
 import { AdminServer } from './metrics/admin.js'
 import { Metrics } from './metrics/metrics.js'
 import { createOriginClient, type OriginClient, originInitFromConfig } from './origin/client.js'
+import { Preheater, type PreheatRequest } from './preheat/preheat.js'
 import { createProxy, type ProxyServer } from './proxy/server.js'
 import { Resolver } from './resolver/resolver.js'
 import { GarbageCollector } from './store/gc.js'
@@ -70,6 +72,30 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
   if (config.cacheMax !== undefined) gcRef.gc = gc
   const resolver = new Resolver({ tagTtlMs: config.tagTtlMs }, { store, origin, logger })
   const proxy: ProxyServer = createProxy(config.listen, { origin, resolver, blobs, logger })
+  const preheater = new Preheater({ origin, resolver, blobs, logger })
+  let askPeer: ((peer: PeerId, req: PreheatRequest) => Promise<{ accepted: boolean; error: string }>) | undefined
+
+  /** Preheats here, and asks `peers` connected peers (or all) to do the same. */
+  const preheat = async (req: PreheatRequest & { peers?: number | 'all' }): Promise<unknown> => {
+    const asked: { peer: string; accepted: boolean; error?: string }[] = []
+    if (req.peers !== undefined && node !== undefined && askPeer !== undefined) {
+      const peers = shuffle(node.connectedPeers())
+      const chosen = req.peers === 'all' ? peers : peers.slice(0, req.peers)
+      const ask = askPeer
+      await Promise.all(
+        chosen.map(async (p) => {
+          try {
+            const r = await ask(p, req)
+            asked.push({ peer: p.toString(), accepted: r.accepted, ...(r.error === '' ? {} : { error: r.error }) })
+          } catch (err) {
+            asked.push({ peer: p.toString(), accepted: false, error: String(err) })
+          }
+        }),
+      )
+    }
+    const local = await preheater.preheat(req, background.signal)
+    return { local, peers: asked }
+  }
   let node: SwarmNode | undefined
   let exchange: PieceExchange | undefined
   let admin: AdminServer | undefined
@@ -119,6 +145,19 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           )
           await exchange.start()
           exchangeRef = exchange
+          const { handlePreheat, askPreheat } = await import('./swarm/preheat-protocol.js')
+          const n = node
+          await handlePreheat(
+            node,
+            (req, from) => {
+              logger.info({ ref: req.ref, from }, 'preheat asked by a peer')
+              preheater
+                .preheat(req, background.signal)
+                .catch((err: unknown) => logger.warn({ ref: req.ref, err: String(err) }, 'preheat failed'))
+            },
+            logger,
+          )
+          askPeer = (peer, req) => askPreheat(n, peer, req)
           blobs.setSwarm(exchange)
           const ex = exchange
           ex.provideAll(store.listBlobs(), background.signal)
@@ -132,6 +171,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
             metrics,
             logger,
             status,
+            preheat,
             gc: async () => {
               const r = await gc.run()
               metrics.gcRuns.inc()
@@ -198,4 +238,13 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
       return { peerId: node.peerId.toString(), addrs: node.libp2p.getMultiaddrs().map((m) => m.toString()) }
     },
   }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  const a = [...items]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[a[i], a[j]] = [a[j] as T, a[i] as T]
+  }
+  return a
 }

@@ -113,11 +113,15 @@ function adminAddress(opts: { admin?: string; config?: string }): string {
   return addr.includes('://') ? addr : `http://${addr}`
 }
 
-async function adminCall(base: string, method: 'GET' | 'POST', path: string): Promise<unknown> {
+async function adminCall(base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
   const { request } = await import('undici')
   let res: Awaited<ReturnType<typeof request>>
   try {
-    res = await request(new URL(path, base), { method, signal: AbortSignal.timeout(60_000) })
+    res = await request(new URL(path, base), {
+      method,
+      signal: AbortSignal.timeout(30 * 60_000),
+      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    })
   } catch (err) {
     throw new ShoalError('UPSTREAM_UNREACHABLE', `cannot reach the daemon's admin listener at ${base}: ${String(err)}`)
   }
@@ -153,11 +157,54 @@ program
       `addresses:    ${s.addrs.join(' ') || '-'}`,
       `peers:        ${s.peers} connected, ${s.peersBanned} banned`,
       `transfers:    ${s.transfers} in progress`,
-      `bytes served: origin ${mib(s.bytesBySource.origin ?? 0)}, peers ${mib(s.bytesBySource.peer ?? 0)}, cache ${mib(s.bytesBySource.cache ?? 0)}`,
+      `blob bytes:   origin ${mib(s.bytesBySource.origin ?? 0)}, peers ${mib(s.bytesBySource.peer ?? 0)}, cache ${mib(s.bytesBySource.cache ?? 0)}`,
       `cache:        ${s.cache === null ? 'not measured yet (no quota, or no GC run)' : `${mib(s.cache.usedBytes)} used${s.cache.quotaBytes ? ` of ${mib(s.cache.quotaBytes)}` : ''}`}`,
     ]
     process.stdout.write(`${lines.join('\n')}\n`)
   })
+
+program
+  .command('preheat')
+  .description("fetch every blob of an image into the local daemon's cache ahead of time (and ask peers to)")
+  .argument('<ref>', 'image reference, e.g. registry.example.com/team/app:1.2 or alpine:3')
+  .option('--platform <os/arch>', "platform to preheat from a multi-arch image (default: the daemon's)")
+  .option('--all-platforms', 'every platform of a multi-arch image')
+  .option('--peers <n|all>', 'also ask this many connected peers (or all) to preheat it')
+  .option('--admin <host:port>', "the daemon's admin listener (default: SHOAL_ADMIN_LISTEN or the config file)")
+  .option('-c, --config <file>', 'read adminListen from this config file')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  $ shoal preheat --admin 127.0.0.1:9090 alpine:3\n  $ shoal preheat --admin 127.0.0.1:9090 --peers all registry.example.com/team/app:1.2',
+  )
+  .action(
+    async (
+      ref: string,
+      opts: { platform?: string; allPlatforms?: boolean; peers?: string; admin?: string; config?: string },
+    ) => {
+      const body: Record<string, unknown> = { ref }
+      if (opts.platform !== undefined) body.platform = opts.platform
+      if (opts.allPlatforms === true) body.allPlatforms = true
+      if (opts.peers !== undefined) {
+        if (opts.peers !== 'all' && !/^\d+$/.test(opts.peers)) {
+          throw new ShoalError('CONFIG_INVALID', `--peers: expected a number or "all", got "${opts.peers}"`)
+        }
+        body.peers = opts.peers === 'all' ? 'all' : Number(opts.peers)
+      }
+      const r = (await adminCall(adminAddress(opts), 'POST', '/preheat', body)) as {
+        local: { manifests: number; blobs: number; bytes: number; sources: Record<string, number> }
+        peers: { peer: string; accepted: boolean; error?: string }[]
+      }
+      const l = r.local
+      process.stdout.write(
+        `preheated ${ref}: ${l.manifests} manifests, ${l.blobs} blobs, ${l.bytes} bytes (${Object.entries(l.sources)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')})\n`,
+      )
+      for (const p of r.peers) {
+        process.stdout.write(`peer ${p.peer}: ${p.accepted ? 'accepted' : `refused: ${p.error ?? ''}`}\n`)
+      }
+    },
+  )
 
 program
   .command('gc')

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../log.js'
 import type { Metrics } from './metrics.js'
@@ -15,6 +15,13 @@ export interface AdminComponents {
   collect?: () => void
   /** Extra status for /status (JSON). */
   status?: () => unknown
+  /** POST /preheat with a JSON body {ref, platform?, allPlatforms?, peers?}. */
+  preheat?: (req: {
+    ref: string
+    platform?: string
+    allPlatforms?: boolean
+    peers?: number | 'all'
+  }) => Promise<unknown>
   /** POST /gc: a garbage collection now. */
   gc?: () => Promise<unknown>
   /** Readiness for /readyz: the store is open and the swarm started (the origin is reported only). */
@@ -41,6 +48,28 @@ export class AdminServer {
           .gc()
           .then((r) => res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`))
           .catch((err: unknown) => res.writeHead(500).end(`${JSON.stringify({ error: String(err) })}\n`))
+        return
+      }
+      if (req.method === 'POST' && path === '/preheat' && this.c.preheat !== undefined) {
+        const preheat = this.c.preheat
+        readJson(req, 64 * 1024)
+          .then((body) => {
+            const b = body as { ref?: unknown; platform?: unknown; allPlatforms?: unknown; peers?: unknown }
+            if (typeof b.ref !== 'string') throw new Error('body needs "ref"')
+            const r: { ref: string; platform?: string; allPlatforms?: boolean; peers?: number | 'all' } = { ref: b.ref }
+            if (typeof b.platform === 'string') r.platform = b.platform
+            if (b.allPlatforms === true) r.allPlatforms = true
+            if (b.peers === 'all' || (typeof b.peers === 'number' && Number.isInteger(b.peers) && b.peers >= 0)) {
+              r.peers = b.peers
+            }
+            return preheat(r)
+          })
+          .then((r) => res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`))
+          .catch((err: unknown) =>
+            res
+              .writeHead(400, { 'content-type': 'application/json' })
+              .end(`${JSON.stringify({ error: err instanceof Error ? err.message : String(err) })}\n`),
+          )
         return
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -107,4 +136,15 @@ export class AdminServer {
       server.closeAllConnections()
     })
   }
+}
+
+async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const c of req) {
+    size += (c as Buffer).length
+    if (size > max) throw new Error('body too large')
+    chunks.push(c as Buffer)
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
 }
