@@ -14,6 +14,7 @@ import { type BlobStore, createStore } from './store/store.js'
 import type { PieceExchange } from './swarm/exchange.js'
 import type { SwarmNode } from './swarm/node.js'
 import { BlobService } from './transfer/blobs.js'
+import { RateLimiter } from './util/limits.js'
 
 export interface Daemon {
   readonly config: DaemonConfig
@@ -46,7 +47,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
   let exchangeRef: PieceExchange | undefined
   const gcRef: { gc?: GarbageCollector } = {}
   const blobs = new BlobService(
-    {},
+    { originRate: config.originRate, maxOriginRequests: config.maxOriginRequests },
     {
       store,
       origin,
@@ -140,7 +141,10 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           )
           await node.start()
           exchange = new PieceExchange(
-            { corruptServedPieces: options.corruptServedPieces === true },
+            {
+              corruptServedPieces: options.corruptServedPieces === true,
+              uploadLimiter: config.uploadRate === undefined ? undefined : new RateLimiter(config.uploadRate),
+            },
             { node, logger, local: (digest) => blobs.local(digest) },
           )
           await exchange.start()

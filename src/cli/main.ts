@@ -40,13 +40,17 @@ program
   .option('--swarm-key <file>', 'closed swarm: only nodes with this key (shoal keygen) can join')
   .option('--max-connections <n>', 'libp2p connections kept at most')
   .option('--cache-max <size|percent>', 'disk quota for the cache, e.g. 50GiB or 80% (LRU by last access)')
+  .option('--upload-rate <rate>', 'upload to peers at most this fast, e.g. 50MiB/s')
+  .option('--origin-rate <rate>', 'download from origins at most this fast, e.g. 20MiB/s')
+  .option('--max-origin-requests <n>', 'blob requests to origins in flight at once')
   .addHelpText(
     'after',
     `
 Every option can also come from the environment (SHOAL_LISTEN, SHOAL_DATA_DIR,
 SHOAL_DEFAULT_UPSTREAM, SHOAL_LOG_LEVEL, SHOAL_TAG_TTL, SHOAL_DOCKER_CONFIG, SHOAL_ADMIN_LISTEN,
 SHOAL_P2P_LISTEN, SHOAL_BOOTSTRAP (comma-separated), SHOAL_MDNS, SHOAL_SWARM_KEY,
-SHOAL_MAX_CONNECTIONS, SHOAL_CACHE_MAX) or the config file; flags win over the environment, which wins over the file.
+SHOAL_MAX_CONNECTIONS, SHOAL_CACHE_MAX, SHOAL_UPLOAD_RATE, SHOAL_ORIGIN_RATE,
+SHOAL_MAX_ORIGIN_REQUESTS) or the config file; flags win over the environment, which wins over the file.
 
 Examples:
   $ shoal daemon
@@ -64,6 +68,9 @@ Examples:
       swarmKey: opts.swarmKey,
       maxConnections: opts.maxConnections,
       cacheMax: opts.cacheMax,
+      uploadRate: opts.uploadRate,
+      originRate: opts.originRate,
+      maxOriginRequests: opts.maxOriginRequests,
       listen: opts.listen,
       dataDir: opts.dataDir,
       defaultUpstream: opts.defaultUpstream,

@@ -50,6 +50,11 @@ export interface DaemonConfig {
   tagTtlMs: number
   registries: RegistryConfig[]
   dockerConfig?: string
+  /** Upload to peers and download from origins, bytes/s; unlimited by default. */
+  uploadRate?: number
+  originRate?: number
+  /** Blob requests to origins in flight at once; unlimited by default. */
+  maxOriginRequests?: number
   /** Disk quota for the cache: bytes or a share of the data dir's volume; none by default. */
   cacheMax?: { bytes: number } | { percent: number }
 }
@@ -72,6 +77,9 @@ const KEYS = {
   swarmKey: 'SHOAL_SWARM_KEY',
   maxConnections: 'SHOAL_MAX_CONNECTIONS',
   cacheMax: 'SHOAL_CACHE_MAX',
+  uploadRate: 'SHOAL_UPLOAD_RATE',
+  originRate: 'SHOAL_ORIGIN_RATE',
+  maxOriginRequests: 'SHOAL_MAX_ORIGIN_REQUESTS',
   registries: undefined,
 } as const
 
@@ -142,6 +150,11 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     },
   }
   if (merged.cacheMax !== undefined) config.cacheMax = parseQuota('cacheMax', merged.cacheMax)
+  if (merged.uploadRate !== undefined) config.uploadRate = parseRate('uploadRate', merged.uploadRate)
+  if (merged.originRate !== undefined) config.originRate = parseRate('originRate', merged.originRate)
+  if (merged.maxOriginRequests !== undefined) {
+    config.maxOriginRequests = parseCount('maxOriginRequests', merged.maxOriginRequests)
+  }
   if (merged.adminListen !== undefined) config.adminListen = parseHostPort('adminListen', merged.adminListen)
   if (merged.swarmKey !== undefined)
     config.swarm.swarmKey = resolve(expandHome(parseString('swarmKey', merged.swarmKey)))
@@ -227,6 +240,14 @@ function parseQuota(key: string, value: unknown): { bytes: number } | { percent:
   const bytes = parseSize(key, value)
   if (bytes <= 0) throw configError(key, value, 'a size above zero, such as 50GiB, or a percentage such as 80%')
   return { bytes }
+}
+
+/** `100MiB` or `100MiB/s`: bytes per second. */
+function parseRate(key: string, value: unknown): number {
+  const v = typeof value === 'string' ? value.replace(/\/s$/, '') : value
+  const n = parseSize(key, v)
+  if (n <= 0) throw configError(key, value, 'a rate above zero, such as 100MiB/s')
+  return n
 }
 
 function parseCount(key: string, value: unknown): number {

@@ -6,6 +6,7 @@ import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
+import { type RateLimiter, Semaphore } from '../util/limits.js'
 import { FrameDecoder, FrameWriter } from './framing.js'
 import type { SwarmNode } from './node.js'
 import type { Hello, Message } from './pb/pieces.js'
@@ -30,6 +31,8 @@ export interface ExchangeInit {
   findProvidersIntervalMs?: number
   /** Test-only fault: flip a byte of every piece served. */
   corruptServedPieces?: boolean
+  /** Upload to peers, bytes/s (all peers together). */
+  uploadLimiter?: RateLimiter | undefined
 }
 
 export interface ExchangeComponents {
@@ -50,6 +53,7 @@ const D = {
   banMs: 10 * 60_000,
   findProvidersIntervalMs: 3_000,
   corruptServedPieces: false,
+  uploadLimiter: undefined as RateLimiter | undefined,
 }
 
 /** Requests one peer may have queued on one session; more are rejected. */
@@ -57,24 +61,6 @@ const MAX_QUEUED_REQUESTS = 32
 
 /** Write buffer above which a session waits for drain (a bit over one piece). */
 const HIGH_WATER = 1024 * 1024
-
-class Semaphore {
-  private active = 0
-  private readonly queue: (() => void)[] = []
-  constructor(private readonly max: number) {}
-  async acquire(): Promise<void> {
-    if (this.active < this.max) {
-      this.active++
-      return
-    }
-    await new Promise<void>((resolve) => this.queue.push(resolve))
-    this.active++
-  }
-  release(): void {
-    this.active--
-    this.queue.shift()?.()
-  }
-}
 
 /** One stream with one peer about one blob. */
 class Session implements SwarmPeer {
@@ -621,6 +607,7 @@ export class PieceExchange implements SwarmAccess {
     try {
       if (session.cancelled.delete(index) || session.closed) return
       const data = await local.readPiece(index)
+      await this.opts.uploadLimiter?.take(data.byteLength)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
       }

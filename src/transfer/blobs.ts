@@ -9,6 +9,7 @@ import type { Digest } from '../oci/digest.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
 import { originError } from '../origin/errors.js'
 import { type BlobStore, pieceSizeFor } from '../store/store.js'
+import { RateLimiter, Semaphore, throttle } from '../util/limits.js'
 import type { BlobSwarm, LocalBlob } from './contracts.js'
 import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from './transfer.js'
 
@@ -44,6 +45,10 @@ export interface SwarmAccess {
 }
 
 export interface BlobServiceInit {
+  /** Download from origins, bytes/s (all transfers together). */
+  originRate?: number | undefined
+  /** Blob requests to origins in flight at once (all transfers together). */
+  maxOriginRequests?: number | undefined
   /** How long a transfer with no client left keeps going before it is cancelled. */
   idleGraceMs?: number
   transfer?: Partial<Omit<TransferInit, 'digest' | 'size' | 'mediaType'>>
@@ -69,6 +74,8 @@ export class BlobService {
   private readonly idleGraceMs: number
   private readonly init: BlobServiceInit
   private swarm: SwarmAccess | undefined
+  private readonly originLimiter: RateLimiter | undefined
+  private readonly originSlots: Semaphore | undefined
   private readonly onBytes: (source: ByteOrigin | 'cache', bytes: number) => void
   private readonly onStored: (digest: Digest, size: number) => void
   /** Complete blobs being sent to clients now, by hex: never garbage-collected meanwhile. */
@@ -81,6 +88,8 @@ export class BlobService {
     this.swarm = components.swarm
     this.log = components.logger.child({ component: 'blobs' })
     this.idleGraceMs = init.idleGraceMs ?? 2_000
+    this.originLimiter = init.originRate === undefined ? undefined : new RateLimiter(init.originRate)
+    this.originSlots = init.maxOriginRequests === undefined ? undefined : new Semaphore(init.maxOriginRequests)
     this.onBytes = components.onBytes ?? (() => {})
     this.onStored = components.onStored ?? (() => {})
   }
@@ -231,28 +240,46 @@ export class BlobService {
     return {
       name: `origin ${upstream.url.origin}`,
       fetch: async (start, end, signal) => {
-        const res = await this.origin.request(upstream, {
-          method: 'GET',
-          path: `/v2/${name}/blobs/${digest.value}`,
-          scope: `repository:${name}:pull`,
-          headers: { range: `bytes=${start}-${end - 1}` },
-          clientAuthorization,
-          signal,
-        })
-        if (res.status === 206) {
-          const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '')
-          if (m === null || Number(m[1]) !== start) {
-            await res.body.dump().catch(() => {})
-            throw new ShoalError('UPSTREAM_ERROR', `origin sent a bad Content-Range for ${digest.value}`, {
-              status: 502,
-            })
-          }
-          return res.body
+        const slots = this.originSlots
+        await slots?.acquire()
+        try {
+          const body = await this.rangeFromOrigin(req, start, end, signal)
+          return limited(throttle(body, this.originLimiter, signal), slots)
+        } catch (err) {
+          slots?.release()
+          throw err
         }
-        if (res.status === 200) return slice(res.body, start, end)
-        throw await originError(res, 'BLOB_UNKNOWN', `blob ${digest.value}`)
       },
     }
+  }
+
+  private async rangeFromOrigin(
+    req: BlobRequest,
+    start: number,
+    end: number,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    const { upstream, name, digest, clientAuthorization } = req
+    const res = await this.origin.request(upstream, {
+      method: 'GET',
+      path: `/v2/${name}/blobs/${digest.value}`,
+      scope: `repository:${name}:pull`,
+      headers: { range: `bytes=${start}-${end - 1}` },
+      clientAuthorization,
+      signal,
+    })
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '')
+      if (m === null || Number(m[1]) !== start) {
+        await res.body.dump().catch(() => {})
+        throw new ShoalError('UPSTREAM_ERROR', `origin sent a bad Content-Range for ${digest.value}`, {
+          status: 502,
+        })
+      }
+      return res.body
+    }
+    if (res.status === 200) return slice(res.body, start, end)
+    throw await originError(res, 'BLOB_UNKNOWN', `blob ${digest.value}`)
   }
 
   private fileHandle(digest: Digest, size: number): BlobHandle {
@@ -367,6 +394,15 @@ class StoredBlob implements LocalBlob {
 }
 
 async function* emptyIterable(): AsyncGenerator<Uint8Array> {}
+
+/** Holds an origin slot until the body is consumed or abandoned. */
+async function* limited(body: AsyncIterable<Uint8Array>, slots: Semaphore | undefined): AsyncGenerator<Uint8Array> {
+  try {
+    yield* body
+  } finally {
+    slots?.release()
+  }
+}
 
 function linkKey(req: BlobRequest): string {
   return `${req.upstream.host}/${req.name}@${req.digest.hex}`
