@@ -54,6 +54,16 @@ const DEFAULTS = {
   claimTimeoutMs: 30_000,
 }
 
+/** Origin answers that another attempt would not change (the origin client already retried 5xx). */
+const FINAL_ORIGIN_ERRORS = new Set<string | undefined>([
+  'DIGEST_INVALID',
+  'SIZE_INVALID',
+  'BLOB_UNKNOWN',
+  'UNAUTHORIZED',
+  'DENIED',
+  'TOOMANYREQUESTS',
+])
+
 /** Rendezvous (highest random weight) score of a downloader for a piece. */
 export function rendezvousScore(peerId: string, digest: string, index: number): bigint {
   return createHash('sha256').update(`${peerId}\n${digest}\n${index}`).digest().readBigUInt64BE(0)
@@ -341,7 +351,7 @@ export class Transfer implements LocalBlob {
         if (this.state !== 'running') return
         const failures = (this.originFailures.get(first) ?? 0) + 1
         this.originFailures.set(first, failures)
-        if (failures >= this.opts.originAttempts || (err as ShoalError).code === 'DIGEST_INVALID') {
+        if (failures >= this.opts.originAttempts || FINAL_ORIGIN_ERRORS.has((err as ShoalError).code)) {
           this.fail(err)
           return
         }
