@@ -100,6 +100,11 @@ export class Transfer implements LocalBlob {
   private originInflight = 0
   private peerInflight = 0
   private readonly originFailures = new Map<number, number>()
+  /** Pieces this node claimed (it fetches them from the origin), with when it last said so. */
+  private readonly claimedAt = new Map<number, number>()
+  /** When each other downloader was first seen: an owner's grace to claim starts there. */
+  private readonly firstSeen = new Map<string, number>()
+  private lastOriginProgress = 0
   private readonly startedAt = Date.now()
   /** Whole-blob hash over pieces [0, hashedPieces). */
   private hasher: Hash = createHash('sha256')
@@ -244,6 +249,7 @@ export class Transfer implements LocalBlob {
     const peers = (this.swarm?.peers() ?? []).filter((p) => p !== undefined)
     const downloaders = [this.swarm?.selfId ?? 'self', ...peers.filter((p) => p.downloading).map((p) => p.id)]
     const now = Date.now()
+    for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
     const swarmActive = peers.length > 0
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
@@ -259,16 +265,40 @@ export class Transfer implements LocalBlob {
         if (this.originInflight === 0) this.fetchFromOrigin(i, this.pieceCount)
         continue
       }
-      if (this.originInflight >= this.opts.originConcurrency) continue
       if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
+      // Ours: claim it now, even if it must wait for an origin slot, so that the other
+      // downloaders wait for our Have instead of fetching it too.
+      if (!this.claimedAt.has(i)) this.claim(i, now)
+      if (this.originInflight >= this.opts.originConcurrency) continue
       this.fetchFromOrigin(i, 1)
+    }
+    this.refreshClaims(now)
+  }
+
+  private claim(index: number, now: number): void {
+    this.claimedAt.set(index, now)
+    this.swarm?.announceClaim(index)
+  }
+
+  /**
+   * Claims are repeated while this node makes progress from the origin; a node whose origin
+   * stalls stops repeating them and the others take its pieces once the claims expire.
+   */
+  private refreshClaims(now: number): void {
+    const progressing = now - this.lastOriginProgress < this.opts.claimTimeoutMs / 2
+    for (const [index, at] of this.claimedAt) {
+      if (this.have.has(index)) {
+        this.claimedAt.delete(index)
+        continue
+      }
+      if (progressing && now - at > this.opts.claimTimeoutMs / 3) this.claim(index, now)
     }
   }
 
   /** The cold-start rule: only the rendezvous owner fetches a piece no peer has, unless it is slow or gone. */
   private mayFetchFromOrigin(index: number, downloaders: string[], now: number): boolean {
     const swarm = this.swarm
-    if (swarm === undefined) return true
+    if (swarm === undefined || this.claimedAt.has(index)) return true
     const claim = swarm.claimOf(index)
     if (claim !== undefined && now - claim.at < this.opts.claimTimeoutMs) return false
     let owner = swarm.selfId
@@ -281,10 +311,9 @@ export class Transfer implements LocalBlob {
       }
     }
     if (owner === swarm.selfId) return true
-    return (
-      now - this.startedAt > this.opts.ownerWaitMs &&
-      (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
-    )
+    // The owner gets `ownerWaitMs` from when we first saw it downloading to claim the piece.
+    const known = Math.max(this.startedAt, this.firstSeen.get(owner) ?? now)
+    return now - known > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
   }
 
   private requestFromPeer(index: number, peer: SwarmPeer): void {
@@ -341,9 +370,10 @@ export class Transfer implements LocalBlob {
     ) {
       last++
     }
+    const now = Date.now()
     for (let i = first; i <= last; i++) {
       this.inflight.set(i, 'origin')
-      this.swarm?.announceClaim(i)
+      if (!this.claimedAt.has(i)) this.claim(i, now)
     }
     this.originInflight++
     this.originRun(first, last)
@@ -382,6 +412,7 @@ export class Transfer implements LocalBlob {
           throw new ShoalError('SIZE_INVALID', `${this.originFetcher.name} sent more than asked`, { status: 502 })
         }
         received += chunk.byteLength
+        this.lastOriginProgress = Date.now()
         while (off < chunk.byteLength) {
           const n = Math.min(chunk.byteLength - off, buf.length - filled)
           buf.set(chunk.subarray(off, off + n), filled)
