@@ -7,6 +7,8 @@
  *    the mirror (counted by a TCP proxy between them) / blob size, and wall time, for Shoal and for
  *    docker-registry in proxy mode.
  * 3. Peak RSS (VmHWM, and VmRSS sampled every 100 ms) of each server during both.
+ * 4. Peer to peer: daemon B (upstream a dead port) pulling a blob daemon A holds, over the swarm,
+ *    vs the same bytes over plain HTTP between two Node processes; MiB/s and CPU per GiB.
  *
  * Everything listens on 127.0.0.1; temp files live in /tmp/shoal-bench-* and are removed at the
  * end. Results are printed as a table and written to bench/results/ — never asserted.
@@ -20,6 +22,8 @@ import { fileURLToPath } from 'node:url'
 import { type BenchOptions, parseOptions, USAGE } from './lib/args.js'
 import { generateBlob, uploadBlob } from './lib/blob.js'
 import { MIB } from './lib/client.js'
+import { runP2p } from './lib/p2p.js'
+import { p2pFailed } from './lib/p2p-report.js'
 import { type Context, REPO, runColdBoth, runHit } from './lib/phases.js'
 import { killAllSync, stopAll, stopProcess } from './lib/procs.js'
 import { renderTable } from './lib/report.js'
@@ -79,18 +83,24 @@ async function main(opts: BenchOptions): Promise<number> {
   log(`work dir ${workDir}`)
   let origin: Server | undefined
   try {
-    const wantHit = opts.only !== 'cold'
-    const wantCold = opts.only !== 'hit'
-    log(
-      `generating blobs: ${wantHit ? `hit ${opts.hitSize / MIB} MiB` : ''}${wantHit && wantCold ? ', ' : ''}` +
-        `${wantCold ? `cold ${opts.coldSize / MIB} MiB` : ''}`,
-    )
+    const wantHit = opts.only === 'all' || opts.only === 'hit'
+    const wantCold = opts.only === 'all' || opts.only === 'cold'
+    const wantP2p = opts.only === 'all' || opts.only === 'p2p'
+    // The p2p test reuses the cache-hit blob when the sizes agree (one blob less to make and upload).
+    const p2pOwnBlob = wantP2p && !(wantHit && opts.p2pSize === opts.hitSize)
+    const sizes = [
+      wantHit ? `hit ${opts.hitSize / MIB} MiB` : '',
+      wantCold ? `cold ${opts.coldSize / MIB} MiB` : '',
+      p2pOwnBlob ? `p2p ${opts.p2pSize / MIB} MiB` : '',
+    ]
+    log(`generating blobs: ${sizes.filter((x) => x !== '').join(', ')}`)
     const hitBlob = wantHit ? await generateBlob(join(workDir, 'hit.blob'), opts.hitSize) : undefined
     const coldBlob = wantCold ? await generateBlob(join(workDir, 'cold.blob'), opts.coldSize) : undefined
+    const p2pBlob = p2pOwnBlob ? await generateBlob(join(workDir, 'p2p.blob'), opts.p2pSize) : wantP2p ? hitBlob : undefined
 
     origin = await startRegistry({ name: 'origin', workDir, dataDir: join(workDir, 'origin-data') })
     log(`origin docker-registry at ${origin.base}; uploading`)
-    for (const b of [hitBlob, coldBlob]) {
+    for (const b of [hitBlob, coldBlob, p2pOwnBlob ? p2pBlob : undefined]) {
       if (b === undefined) continue
       const t0 = performance.now()
       await uploadBlob(origin.base, REPO, b)
@@ -109,6 +119,17 @@ async function main(opts: BenchOptions): Promise<number> {
     if (coldBlob !== undefined) {
       log(`test 2: cold single-flight, ${opts.coldSize / MIB} MiB, ${opts.clients} clients`)
       result.cold = await runColdBoth(ctx, coldBlob, opts.clients, opts.hashCold)
+    }
+    if (p2pBlob !== undefined) {
+      const extra = opts.nodeBins.length > 0 ? `, also with ${opts.nodeBins.join(', ')}` : ''
+      log(`test 4: peer to peer, ${p2pBlob.size / MIB} MiB, ${opts.runs} runs${extra}`)
+      result.p2p = await runP2p(ctx, p2pBlob, {
+        runs: opts.runs,
+        nodeBins: opts.nodeBins,
+        verify: opts.verifyHit,
+        profileDir: opts.cpuProf ? join(RESULTS_DIR, `p2p-prof-${result.startedAt.replace(/[:.]/g, '-')}`) : undefined,
+        budgetMs: 150_000,
+      })
     }
   } catch (err) {
     result.errors.push(errText(err))
@@ -133,7 +154,7 @@ async function main(opts: BenchOptions): Promise<number> {
   const sideErrors = [result.hit?.shoal, result.hit?.registry, result.cold?.shoal, result.cold?.registry].filter(
     (s) => s?.error !== undefined,
   )
-  return result.errors.length > 0 || sideErrors.length > 0 ? 1 : 0
+  return result.errors.length > 0 || sideErrors.length > 0 || p2pFailed(result.p2p) ? 1 : 0
 }
 
 function parseOrExit(): BenchOptions {

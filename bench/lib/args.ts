@@ -3,9 +3,15 @@ import { parseArgs } from 'node:util'
 export interface BenchOptions {
   hitSize: number
   coldSize: number
+  /** Blob of the peer-to-peer phase. */
+  p2pSize: number
+  /** Extra Node binaries to run the p2p phase's daemons (and its raw-HTTP baseline) with. */
+  nodeBins: string[]
+  /** --cpu-prof the p2p phase's daemons (NODE_OPTIONS) and summarise the profiles. */
+  cpuProf: boolean
   clients: number
   runs: number
-  only: 'all' | 'hit' | 'cold'
+  only: 'all' | 'hit' | 'cold' | 'p2p'
   verifyHit: boolean
   hashCold: boolean
   shoalLogLevel: string
@@ -17,12 +23,17 @@ export interface BenchOptions {
 export const USAGE = `usage: npm run bench -- [options]
    or: node dist/bench/run.js [options]
 
-  --quick              small sizes for a fast check (hit 256 MiB, cold 64 MiB)
+  --quick              small sizes for a fast check (hit 256 MiB, cold 64 MiB, p2p 256 MiB)
   --size <n>           cache-hit blob size (default 1G; suffixes K, M, G; a bare number is MiB)
   --cold-size <n>      cold single-flight blob size (default 256M)
+  --p2p-size <n>       peer-to-peer blob size (default 1G)
   --clients <n>        concurrent clients in the cold test (default 10)
-  --runs <n>           measured runs per server in the cache-hit test (default 3, median reported)
-  --only <hit|cold>    run one of the two tests
+  --runs <n>           measured runs per server in the cache-hit and p2p tests (default 3, median reported)
+  --only <hit|cold|p2p> run one of the tests
+  --node-bin <path>    p2p test: also run the daemons (and the raw-HTTP baseline) with this Node
+                       binary, e.g. /usr/bin/node (repeatable; the bench's own Node always runs)
+  --cpu-prof           p2p test: run the daemons with NODE_OPTIONS=--cpu-prof and print where their
+                       CPU went (profiles kept in bench/results/; the numbers of such a run are skewed)
   --verify             also sha256 the body in the cache-hit runs (default: count bytes only)
   --cold-count-only    do not sha256 the bodies in the cold test (default: hash and check them)
   --shoal-log-level <l> log level given to the daemon (default info)
@@ -54,6 +65,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       quick: { type: 'boolean', default: false },
       size: { type: 'string' },
       'cold-size': { type: 'string' },
+      'p2p-size': { type: 'string' },
+      'node-bin': { type: 'string', multiple: true, default: [] },
+      'cpu-prof': { type: 'boolean', default: false },
       clients: { type: 'string', default: '10' },
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
@@ -69,11 +83,16 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   })
   if (values.help) return 'help'
   const only = values.only ?? 'all'
-  if (only !== 'all' && only !== 'hit' && only !== 'cold') throw new Error('--only must be hit or cold')
+  if (only !== 'all' && only !== 'hit' && only !== 'cold' && only !== 'p2p') {
+    throw new Error('--only must be hit, cold or p2p')
+  }
   return {
     quick: values.quick,
     hitSize: parseSize(values.size ?? (values.quick ? '256M' : '1G')),
     coldSize: parseSize(values['cold-size'] ?? (values.quick ? '64M' : '256M')),
+    p2pSize: parseSize(values['p2p-size'] ?? (values.quick ? '256M' : '1G')),
+    nodeBins: values['node-bin'],
+    cpuProf: values['cpu-prof'],
     clients: positiveInt('clients', values.clients, 100),
     runs: positiveInt('runs', values.runs, 20),
     only,

@@ -21,6 +21,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv
   cwd?: string
   logFile: string
+  /** 'pipe': stdin and stdout are pipes (for scripts driven by the bench); stderr still goes to the log. */
+  stdio?: 'log' | 'pipe'
 }
 
 const live = new Set<Managed>()
@@ -32,7 +34,7 @@ export function startProcess(name: string, command: string, args: string[], opts
     child = spawn(command, args, {
       env: opts.env ?? process.env,
       cwd: opts.cwd,
-      stdio: ['ignore', fd, fd],
+      stdio: opts.stdio === 'pipe' ? ['pipe', 'pipe', fd] : ['ignore', fd, fd],
       detached: false,
     })
   } finally {

@@ -1,5 +1,7 @@
 import { MIB } from './client.js'
+import { renderP2p } from './p2p-report.js'
 import { median } from './phases.js'
+import { layout } from './table.js'
 import type { BenchResult, ColdSide, HitSide, MemResult } from './types.js'
 
 type Cell = number | undefined
@@ -129,14 +131,10 @@ export function renderTable(r: BenchResult): string {
   }
   for (const e of r.errors) notes.push(`ERROR ${e}`)
 
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((cells) => (cells[i] ?? '').length)))
-  const lines = rows.map((cells) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(Math.max(widths[i] ?? 0, 8))))
-      .join('   ')
-      .trimEnd(),
-  )
-  lines.splice(1, 0, '-'.repeat(Math.max(...lines.map((l) => l.length))))
+  const lines = rows.length > 1 ? layout(rows) : []
+  const p2p = r.p2p === undefined ? [] : renderP2p(r.p2p)
+  if (lines.length > 0 && p2p.length > 0) lines.push('')
+  lines.push(...p2p)
   const head = [
     `Shoal benchmark ${r.startedAt} (${r.durationS.toFixed(0)} s): ${r.env.node}, ${r.env.cpus} CPUs, ` +
       `${r.env.registry}, shoal ${r.env.commit}, load average ${r.env.loadavgAtStart} → ${r.env.loadavgAtEnd}`,

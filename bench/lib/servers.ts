@@ -61,35 +61,64 @@ export async function startRegistry(opts: {
 /** dist/src/cli/main.js next to this compiled file (dist/bench/lib/servers.js). */
 export const SHOAL_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
+export interface ShoalServer extends Server {
+  /** `http://127.0.0.1:PORT` of the admin listener (/metrics, /status), when asked for. */
+  admin?: string
+  /** `/ip4/127.0.0.1/tcp/PORT` of the libp2p listener, when the swarm is on. */
+  p2pAddr?: string
+}
+
 export async function startShoal(opts: {
   name: string
   workDir: string
   dataDir: string
   upstream: string
   logLevel: string
-}): Promise<Server> {
+  /** Node binary for the daemon (default: the one running the bench). */
+  nodeBin?: string
+  /** Turn the swarm on: listen on a free 127.0.0.1 TCP port, dial these peers. */
+  swarm?: { bootstrap: string[] }
+  /** Open the admin listener on a free port. */
+  admin?: boolean
+  /** Extra environment, e.g. NODE_OPTIONS. */
+  env?: NodeJS.ProcessEnv
+}): Promise<ShoalServer> {
   if (!existsSync(SHOAL_MAIN)) throw new Error(`${SHOAL_MAIN} missing: run npm run build`)
   const port = await freePort()
   await mkdir(opts.dataDir, { recursive: true })
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir }
-  const proc = startProcess(
-    opts.name,
-    process.execPath,
-    [
-      SHOAL_MAIN,
-      'daemon',
-      '--listen',
-      `${LOOPBACK}:${port}`,
-      '--data-dir',
-      opts.dataDir,
-      '--default-upstream',
-      opts.upstream,
-      '--log-level',
-      opts.logLevel,
-    ],
-    { env, logFile: join(opts.workDir, `${opts.name}.log`) },
-  )
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir, ...opts.env }
+  const args = [
+    SHOAL_MAIN,
+    'daemon',
+    '--listen',
+    `${LOOPBACK}:${port}`,
+    '--data-dir',
+    opts.dataDir,
+    '--default-upstream',
+    opts.upstream,
+    '--log-level',
+    opts.logLevel,
+  ]
+  let admin: string | undefined
+  if (opts.admin === true) {
+    const adminPort = await freePort()
+    admin = `http://${LOOPBACK}:${adminPort}`
+    args.push('--admin-listen', `${LOOPBACK}:${adminPort}`)
+  }
+  let p2pAddr: string | undefined
+  if (opts.swarm !== undefined) {
+    p2pAddr = `/ip4/${LOOPBACK}/tcp/${await freePort()}`
+    args.push('--p2p-listen', p2pAddr)
+    if (opts.swarm.bootstrap.length > 0) args.push('--bootstrap', ...opts.swarm.bootstrap)
+  }
+  const proc = startProcess(opts.name, opts.nodeBin ?? process.execPath, args, {
+    env,
+    logFile: join(opts.workDir, `${opts.name}.log`),
+  })
   const base = `http://${LOOPBACK}:${port}`
   await waitForV2(base, proc)
-  return { name: opts.name, base, proc, dataDir: opts.dataDir }
+  const server: ShoalServer = { name: opts.name, base, proc, dataDir: opts.dataDir }
+  if (admin !== undefined) server.admin = admin
+  if (p2pAddr !== undefined) server.p2pAddr = p2pAddr
+  return server
 }

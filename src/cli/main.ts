@@ -13,6 +13,8 @@ import {
 import { createDaemon } from '../daemon.js'
 import { isShoalError, ShoalError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { registerConfigure } from './configure.js'
+import { registerPull } from './pull.js'
 
 const program = new Command()
 program
@@ -242,6 +244,9 @@ program
     if (opts.output === undefined) process.stdout.write(key)
     else await writeFile(opts.output, key, { mode: 0o600, flag: 'wx' })
   })
+
+registerPull(program)
+registerConfigure(program)
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (isShoalError(err)) {
