@@ -179,7 +179,15 @@ function parseRegistries(value: unknown): RegistryConfig[] {
         throw new ShoalError('CONFIG_INVALID', `config: ${key}: unknown key "${k}"`)
       }
     }
-    const host = canonicalRegistryHost(parseString(`${key}.host`, e.host))
+    const rawHost = parseString(`${key}.host`, e.host)
+    if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/.test(rawHost)) {
+      throw configError(
+        `${key}.host`,
+        e.host,
+        'a registry host name with an optional port (no scheme, no path), e.g. ghcr.io',
+      )
+    }
+    const host = canonicalRegistryHost(rawHost)
     if (seen.has(host)) throw configError(`${key}.host`, e.host, 'a host not listed twice')
     seen.add(host)
     const reg: RegistryConfig = {

@@ -5,7 +5,14 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 
 /** `30s`, `5m`, `1500ms`, `2h`; a bare number is seconds. */
 export function parseDuration(key: string, value: unknown): number {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * 1000
+  if (
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    value >= 0 &&
+    Number.isSafeInteger(Math.round(value * 1000))
+  ) {
+    return Math.round(value * 1000)
+  }
   if (typeof value === 'string') {
     const m = DURATION.exec(value.trim())
     if (m?.[1] !== undefined) {

@@ -1,6 +1,6 @@
 import { MAX_NAME_LENGTH } from '../constants.js'
 import { ShoalError } from '../errors.js'
-import { truncate } from './digest.js'
+import { parseDigest, truncate } from './digest.js'
 
 /**
  * Repository name grammar of the OCI distribution spec:
@@ -50,7 +50,7 @@ export function parseImageReference(input: string, defaultRegistry = 'docker.io'
   let digest: string | undefined
   const at = rest.indexOf('@')
   if (at !== -1) {
-    digest = rest.slice(at + 1)
+    digest = parseDigest(rest.slice(at + 1)).value
     rest = rest.slice(0, at)
   }
   let registry = defaultRegistry

@@ -19,6 +19,7 @@ export function readDockerConfig(path: string): Map<string, Credentials> {
     throw new ShoalError('CONFIG_INVALID', `config: dockerConfig: cannot read ${path} as JSON`, { cause: err })
   }
   const out = new Map<string, Credentials>()
+  if (typeof doc !== 'object' || doc === null) return out
   const auths = (doc as { auths?: unknown }).auths
   if (typeof auths !== 'object' || auths === null) return out
   for (const [key, value] of Object.entries(auths as Record<string, unknown>)) {

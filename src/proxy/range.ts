@@ -11,7 +11,6 @@ export function parseRange(header: string | undefined, size: number): RangeResul
   if (m === null) return { kind: 'full' }
   const [, a = '', b = ''] = m
   if (a === '' && b === '') return { kind: 'full' }
-  if (a.length > 16 || b.length > 16) return { kind: 'unsatisfiable' }
   if (a === '') {
     const suffix = Number(b)
     if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' }

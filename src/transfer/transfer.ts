@@ -112,6 +112,8 @@ export class Transfer implements LocalBlob {
   private hashing: Promise<void> = Promise.resolve()
   private checkpointing: Promise<void> = Promise.resolve()
   private uncheckpointed = 0
+  /** The partial file was thrown away (wrong content): nothing more is recorded for it. */
+  private discarded = false
   private readers = 0
   private readonly waiters = new Set<() => void>()
   private idleTimer: NodeJS.Timeout | undefined
@@ -491,7 +493,7 @@ export class Transfer implements LocalBlob {
     this.uncheckpointed = 0
     this.checkpointing = this.checkpointing.then(async () => {
       const handle = this.handle
-      if (handle === undefined || this.state === 'complete') return
+      if (handle === undefined || this.state === 'complete' || this.discarded) return
       // No fsync here: a killed process loses nothing the kernel holds, and after a power loss a
       // recorded piece that did not reach the disk fails the final digest check and is
       // fetched again (repair). The complete blob is fsynced before its rename.
@@ -545,6 +547,7 @@ export class Transfer implements LocalBlob {
   private async repair(): Promise<void> {
     const suspects = this.deliveredBy.map((by, i) => ({ by, i })).filter((x) => x.by !== 'origin')
     if (suspects.length === 0) {
+      this.discarded = true
       await this.store.discardPartial(this.digest).catch(() => {})
       throw new ShoalError('DIGEST_INVALID', `content of ${this.digest.value} does not match its digest`, {
         status: 502,
@@ -562,6 +565,11 @@ export class Transfer implements LocalBlob {
       for await (const c of body) chunks.push(Buffer.from(c))
       const good = Buffer.concat(chunks)
       this.onBytes('origin', good.length)
+      if (good.length !== end - start) {
+        throw new ShoalError('SIZE_INVALID', `${this.originFetcher.name} sent ${good.length} bytes for piece ${i}`, {
+          status: 502,
+        })
+      }
       const mine = await this.readPiece(i)
       if (!good.equals(Buffer.from(mine))) {
         if (by !== undefined && by !== 'disk') this.swarm?.ban(by, `piece ${i} did not match the origin's bytes`)
@@ -575,6 +583,7 @@ export class Transfer implements LocalBlob {
     for (let i = 0; i < this.pieceCount; i++) this.hasher.update(await this.readPiece(i))
     this.log.warn({ fixed }, 'repaired pieces from the origin')
     if (this.hasher.digest('hex') !== this.digest.hex) {
+      this.discarded = true
       await this.store.discardPartial(this.digest).catch(() => {})
       throw new ShoalError('DIGEST_INVALID', `content of ${this.digest.value} does not match its digest`, {
         status: 502,
