@@ -96,7 +96,11 @@ async function main(opts: BenchOptions): Promise<number> {
     log(`generating blobs: ${sizes.filter((x) => x !== '').join(', ')}`)
     const hitBlob = wantHit ? await generateBlob(join(workDir, 'hit.blob'), opts.hitSize) : undefined
     const coldBlob = wantCold ? await generateBlob(join(workDir, 'cold.blob'), opts.coldSize) : undefined
-    const p2pBlob = p2pOwnBlob ? await generateBlob(join(workDir, 'p2p.blob'), opts.p2pSize) : wantP2p ? hitBlob : undefined
+    const p2pBlob = p2pOwnBlob
+      ? await generateBlob(join(workDir, 'p2p.blob'), opts.p2pSize)
+      : wantP2p
+        ? hitBlob
+        : undefined
 
     origin = await startRegistry({ name: 'origin', workDir, dataDir: join(workDir, 'origin-data') })
     log(`origin docker-registry at ${origin.base}; uploading`)
@@ -128,7 +132,8 @@ async function main(opts: BenchOptions): Promise<number> {
         nodeBins: opts.nodeBins,
         verify: opts.verifyHit,
         profileDir: opts.cpuProf ? join(RESULTS_DIR, `p2p-prof-${result.startedAt.replace(/[:.]/g, '-')}`) : undefined,
-        budgetMs: 150_000,
+        budgetMs: 160_000,
+        originMode: opts.p2pOrigin,
       })
     }
   } catch (err) {

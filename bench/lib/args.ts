@@ -7,6 +7,8 @@ export interface BenchOptions {
   p2pSize: number
   /** Extra Node binaries to run the p2p phase's daemons (and its raw-HTTP baseline) with. */
   nodeBins: string[]
+  /** What daemon B's upstream is during its p2p pull (see the usage text). */
+  p2pOrigin: 'dead' | 'down' | 'live'
   /** --cpu-prof the p2p phase's daemons (NODE_OPTIONS) and summarise the profiles. */
   cpuProf: boolean
   clients: number
@@ -30,6 +32,12 @@ export const USAGE = `usage: npm run bench -- [options]
   --clients <n>        concurrent clients in the cold test (default 10)
   --runs <n>           measured runs per server in the cache-hit and p2p tests (default 3, median reported)
   --only <hit|cold|p2p> run one of the tests
+  --p2p-origin <mode>  p2p test, what daemon B's default upstream is:
+                         down (default): a TCP proxy to the origin that B uses for one HEAD of the
+                           blob (the repository's access check and link; no blob byte), then
+                           closed: the pull runs with the upstream a dead port
+                         dead: a dead port from the start (B never saw the origin)
+                         live: the proxy stays up (bytes must still come from A: metrics + proxy)
   --node-bin <path>    p2p test: also run the daemons (and the raw-HTTP baseline) with this Node
                        binary, e.g. /usr/bin/node (repeatable; the bench's own Node always runs)
   --cpu-prof           p2p test: run the daemons with NODE_OPTIONS=--cpu-prof and print where their
@@ -68,6 +76,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       'p2p-size': { type: 'string' },
       'node-bin': { type: 'string', multiple: true, default: [] },
       'cpu-prof': { type: 'boolean', default: false },
+      'p2p-origin': { type: 'string', default: 'down' },
       clients: { type: 'string', default: '10' },
       runs: { type: 'string', default: '3' },
       only: { type: 'string' },
@@ -86,6 +95,10 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   if (only !== 'all' && only !== 'hit' && only !== 'cold' && only !== 'p2p') {
     throw new Error('--only must be hit, cold or p2p')
   }
+  const p2pOrigin = values['p2p-origin']
+  if (p2pOrigin !== 'dead' && p2pOrigin !== 'down' && p2pOrigin !== 'live') {
+    throw new Error('--p2p-origin must be down, dead or live')
+  }
   return {
     quick: values.quick,
     hitSize: parseSize(values.size ?? (values.quick ? '256M' : '1G')),
@@ -93,6 +106,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     p2pSize: parseSize(values['p2p-size'] ?? (values.quick ? '256M' : '1G')),
     nodeBins: values['node-bin'],
     cpuProf: values['cpu-prof'],
+    p2pOrigin,
     clients: positiveInt('clients', values.clients, 100),
     runs: positiveInt('runs', values.runs, 20),
     only,

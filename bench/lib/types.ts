@@ -116,6 +116,8 @@ export interface P2pPull {
   source?: string
   /** Change of B's shoal_blob_bytes_total over the pull. */
   blobBytes?: BlobBytes
+  /** Bytes the origin sent to B during the pull (--p2p-origin live: counted by the proxy). */
+  originLinkBytes?: number
   /** B's VmHWM at the end of its run, MiB (p2p pulls only). */
   receiverHwmMiB?: number
 }
@@ -129,6 +131,8 @@ export interface CpuProfileSummary {
   top: string[]
   /** Self time by package / area: "share% area". */
   areas: string[]
+  /** Time with each package / Shoal area anywhere on the stack (callers included). */
+  inclusiveAreas: string[]
 }
 
 export interface P2pVariant {
@@ -154,5 +158,7 @@ export interface P2pVariant {
 export interface P2pResult {
   blobBytes: number
   runs: number
+  /** B's upstream during the pull: see --p2p-origin. */
+  originMode: 'dead' | 'down' | 'live'
   variants: P2pVariant[]
 }
