@@ -218,7 +218,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
       started = false
       background.abort()
       gc.stop()
-      blobs.abortAll()
+      await blobs.stopAll(5_000)
       await proxy.stop()
       await admin?.stop()
       await exchange?.stop()

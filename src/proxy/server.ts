@@ -8,7 +8,7 @@ import { parseDigest, truncate } from '../oci/digest.js'
 import { isTag, upstreamName, validateName } from '../oci/reference.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
 import type { RequestContext, Resolver } from '../resolver/resolver.js'
-import type { BlobService } from '../transfer/blobs.js'
+import type { BlobRequest, BlobService } from '../transfer/blobs.js'
 import { sendError } from './errors.js'
 import { parseRange } from './range.js'
 import { sendFile } from './send-file.js'
@@ -284,7 +284,9 @@ class RegistryProxy implements ProxyServer {
       } else {
         // Wait for the first bytes before the status line goes out: a transfer that fails early
         // (the origin's 404, 429, 5xx) still becomes a proper error response.
-        const it = handle.stream(start, end, ctx.signal)[Symbol.asyncIterator]()
+        const it = this.orPassthrough(handle.stream(start, end, ctx.signal), blobReq, start, end, res)[
+          Symbol.asyncIterator
+        ]()
         const first = end > start ? await it.next() : { done: true as const, value: undefined }
         await pipeline(prepend(first, it), res, { signal: ctx.signal })
       }
@@ -292,6 +294,31 @@ class RegistryProxy implements ProxyServer {
     } finally {
       handle.release()
     }
+  }
+
+  /**
+   * The transfer's bytes, or — when the disk is full — the rest straight from the origin, from
+   * where the transfer stopped: the pull succeeds and nothing is stored.
+   */
+  private async *orPassthrough(
+    bytes: AsyncIterable<Uint8Array>,
+    req: BlobRequest,
+    start: number,
+    end: number,
+    res: ServerResponse,
+  ): AsyncGenerator<Uint8Array> {
+    let pos = start
+    try {
+      for await (const chunk of bytes) {
+        pos += chunk.byteLength
+        yield chunk
+      }
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+    }
+    if (!res.headersSent) res.setHeader('x-shoal-source', 'passthrough')
+    for await (const chunk of await this.c.blobs.passthrough(req, pos, end)) yield chunk
   }
 }
 

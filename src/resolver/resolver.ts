@@ -175,6 +175,16 @@ export class Resolver {
     }
   }
 
+  /** Stores a verified manifest; a full disk is logged, not fatal (the client still gets it). */
+  private async putSmall(digest: Digest, body: Buffer, mediaType: string): Promise<void> {
+    try {
+      await this.store.putSmall(digest, body, mediaType)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+      this.log.warn({ digest: digest.value }, 'disk full: manifest served without being cached')
+    }
+  }
+
   /** A manifest by tag or digest. `withBody` for GET. */
   async manifest(ctx: RequestContext, reference: string, withBody: boolean): Promise<ManifestResult> {
     if (isDigest(reference)) return this.manifestByDigest(ctx, parseDigest(reference), withBody, false)
@@ -208,7 +218,7 @@ export class Resolver {
         const { body } = await this.fetchManifest(ctx, reference, acc.originAuthorization, undefined)
         digest = `sha256:${createHash('sha256').update(body).digest('hex')}`
         const mediaType = probe.headers['content-type'] ?? sniffManifestType(body) ?? 'application/octet-stream'
-        await this.store.putSmall(parseDigest(digest), body, mediaType)
+        await this.putSmall(parseDigest(digest), body, mediaType)
       }
       const mediaType = probe.headers['content-type'] ?? cached?.mediaType ?? ''
       const size = Number(probe.headers['content-length'] ?? cached?.size ?? 0)
@@ -288,7 +298,7 @@ export class Resolver {
     const fetched = await this.fetchManifest(ctx, digest.value, access.originAuthorization, digest)
     const body = fetched.body
     const mediaType = fetched.mediaType ?? sniffManifestType(body) ?? 'application/octet-stream'
-    await this.store.putSmall(digest, body, mediaType)
+    await this.putSmall(digest, body, mediaType)
     await this.store.link(link)
     const result: ManifestResult = {
       digest: digest.value,

@@ -49,7 +49,7 @@ const D = {
   servePerSession: 4,
   helloTimeoutMs: 5_000,
   settleMs: 300,
-  readyTimeoutMs: 2_000,
+  readyTimeoutMs: 5_000,
   banMs: 10 * 60_000,
   findProvidersIntervalMs: 3_000,
   corruptServedPieces: false,
@@ -206,6 +206,8 @@ class BlobSessions {
   size = 0
   /** Set while a transfer of this blob runs here. */
   swarm: TransferSwarm | undefined
+  /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
+  readonly claims = new Map<number, { peer: string; at: number }>()
   idleTimer: NodeJS.Timeout | undefined
 
   constructor(readonly digest: Digest) {}
@@ -216,7 +218,6 @@ class TransferSwarm implements BlobSwarm {
   readonly selfId: string
   readonly ready: Promise<void>
   private readonly listeners: (() => void)[] = []
-  private readonly claims = new Map<number, { peer: string; at: number }>()
   readonly ownClaims = new Set<number>()
   private closed = false
   readonly controller = new AbortController()
@@ -251,18 +252,14 @@ class TransferSwarm implements BlobSwarm {
   }
 
   claimOf(index: number): { peer: string; at: number } | undefined {
-    const c = this.claims.get(index)
+    const c = this.blob.claims.get(index)
     if (c === undefined) return undefined
     const s = this.blob.sessions.get(c.peer)
     if (s === undefined || s.closed) {
-      this.claims.delete(index)
+      this.blob.claims.delete(index)
       return undefined
     }
     return c
-  }
-
-  onClaim(peer: string, index: number): void {
-    this.claims.set(index, { peer, at: Date.now() })
   }
 
   ban(peerId: string, reason: string): void {
@@ -570,7 +567,10 @@ export class PieceExchange implements SwarmAccess {
       session.onHave(m.have.index, m.have.hash)
       swarm?.changed()
     }
-    if (m.claim !== undefined) swarm?.onClaim(session.id, m.claim.index)
+    if (m.claim !== undefined) {
+      const blob = session.blob
+      if (blob.claims.size < 1_000_000) blob.claims.set(m.claim.index, { peer: session.id, at: Date.now() })
+    }
     if (m.piece !== undefined) session.onPiece(m.piece.index, m.piece.data)
     if (m.reject !== undefined) {
       session.onReject(m.reject.index)

@@ -1,4 +1,4 @@
-import { resolve4 } from 'node:dns/promises'
+import { lookup } from 'node:dns/promises'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
@@ -129,7 +129,10 @@ export class SwarmNode {
         const m = /^dns:([^:]+):(\d+)$/.exec(entry)
         if (m?.[1] === undefined) continue
         try {
-          for (const ip of await resolve4(m[1])) targets.push(multiaddr(`/ip4/${ip}/tcp/${m[2]}`))
+          // lookup (getaddrinfo) reads /etc/hosts too; every address, as a headless Service gives.
+          for (const { address } of await lookup(m[1], { all: true, family: 4 })) {
+            targets.push(multiaddr(`/ip4/${address}/tcp/${m[2]}`))
+          }
         } catch (err) {
           this.log.debug({ name: m[1], err: String(err) }, 'bootstrap name did not resolve')
         }

@@ -111,7 +111,8 @@ export class BlobService {
   /** What this node can serve of a blob: a running transfer's pieces or a complete blob. */
   async local(digest: Digest): Promise<LocalBlob | undefined> {
     const t = this.transfers.get(digest.hex)
-    if (t !== undefined && t.status === 'running') return t
+    // A complete transfer stays until its blob is in the store: it serves pieces meanwhile.
+    if (t !== undefined && t.status !== 'failed') return t
     const info = await this.store.stat(digest)
     if (info === undefined || info.mediaType !== undefined) return undefined
     return new StoredBlob(digest, info.size, this.store)
@@ -307,14 +308,42 @@ export class BlobService {
     }
   }
 
+  /**
+   * Bytes [start, end) straight from the origin to one client, stored nowhere: the way out when
+   * the disk is full. The client checks the digest itself, as every registry client does.
+   */
+  async passthrough(req: BlobRequest, start: number, end: number): Promise<AsyncIterable<Uint8Array>> {
+    this.log.warn({ digest: req.digest.value }, 'disk full: passing the blob through from the origin')
+    const body = await this.rangeFromOrigin(req, start, end, req.signal)
+    const onBytes = this.onBytes
+    return (async function* () {
+      for await (const chunk of body) {
+        onBytes('origin', chunk.byteLength)
+        yield chunk
+      }
+    })()
+  }
+
   /** Counts cache bytes sent by other means than `stream` (the proxy's sendFile). */
   countCacheBytes(bytes: number): void {
     this.onBytes('cache', bytes)
   }
 
-  /** Stops every transfer (shutdown); pieces on disk stay for a resume. */
-  abortAll(): void {
-    for (const t of this.transfers.values()) t.abort(new ShoalError('ABORTED', 'shutting down'))
+  /**
+   * Stops every transfer (shutdown) and waits, bounded, for those already verified to reach the
+   * store; pieces on disk stay for a resume.
+   */
+  async stopAll(waitMs: number): Promise<void> {
+    const all = [...this.transfers.values()]
+    for (const t of all) t.abort(new ShoalError('ABORTED', 'shutting down'))
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled(all.map((t) => t.done)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs)
+      }),
+    ])
+    clearTimeout(timer)
   }
 }
 

@@ -64,6 +64,9 @@ const FINAL_ORIGIN_ERRORS = new Set<string | undefined>([
   'TOOMANYREQUESTS',
 ])
 
+/** Pieces per origin request while no peer is known (64 MiB at 4 MiB pieces). */
+const ALONE_RUN_PIECES = 16
+
 /** Rendezvous (highest random weight) score of a downloader for a piece. */
 export function rendezvousScore(peerId: string, digest: string, index: number): bigint {
   return createHash('sha256').update(`${peerId}\n${digest}\n${index}`).digest().readBigUInt64BE(0)
@@ -172,14 +175,16 @@ export class Transfer implements LocalBlob {
       this.fail(err)
       return
     }
-    this.tick = setInterval(() => this.schedule(), 250)
-    this.tick.unref()
     await this.advanceHash()
     if (this.swarm !== undefined) {
-      // Let the peers downloading it now declare themselves before picking who fetches what.
+      // Let the peers downloading it now declare themselves before picking who fetches what:
+      // nothing is scheduled before (a node that thinks it is alone fetches everything).
       await this.swarm.ready
       this.swarm.onChange(() => this.schedule())
     }
+    if (this.state !== 'running') return
+    this.tick = setInterval(() => this.schedule(), 250)
+    this.tick.unref()
     this.schedule()
   }
 
@@ -217,11 +222,22 @@ export class Transfer implements LocalBlob {
   }
 
   async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
-    const handle = this.handle
-    if (handle === undefined || !this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
+    if (!this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
     const [start, end] = this.bounds(index)
     const buf = Buffer.allocUnsafe(end - start)
-    await readFully(handle, buf, start)
+    const handle = this.handle
+    if (handle !== undefined) {
+      await readFully(handle, buf, start)
+      return buf
+    }
+    // Complete and closed: the blob is in the store now.
+    if (this.state !== 'complete') throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not readable`)
+    const fh = await open(this.store.blobPath(this.digest), 'r')
+    try {
+      await readFully(fh, buf, start)
+    } finally {
+      await fh.close()
+    }
     return buf
   }
 
@@ -263,8 +279,10 @@ export class Transfer implements LocalBlob {
       }
       if (peers.some((p) => p.has(i))) continue // holders busy: wait for a slot
       if (!swarmActive) {
-        // Alone: one request for everything still missing, the cheapest way over HTTP.
-        if (this.originInflight === 0) this.fetchFromOrigin(i, this.pieceCount)
+        // Alone: long Range requests, the cheapest way over HTTP; bounded, so that peers that turn
+        // up meanwhile are asked for what is left.
+        if (this.originInflight === 0)
+          this.fetchFromOrigin(i, this.swarm === undefined ? this.pieceCount : ALONE_RUN_PIECES)
         continue
       }
       if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
@@ -458,7 +476,13 @@ export class Transfer implements LocalBlob {
     const handle = this.handle
     if (handle === undefined) return
     const [start] = this.bounds(index)
-    await writeAll(handle, data, start)
+    try {
+      await writeAll(handle, data, start)
+    } catch (err) {
+      // A local disk problem (ENOSPC, EIO): no source can fix it, so stop at once.
+      this.fail(err)
+      throw err
+    }
     this.hashes[index] = hash
     this.deliveredBy[index] = from
     this.have.set(index)
@@ -603,6 +627,11 @@ export class Transfer implements LocalBlob {
     this.log.warn({ err: e.message, code: (e as ShoalError).code, pieces: this.have.size }, 'transfer failed')
     this.wake()
     this.rejectDone(e)
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC' && !this.discarded) {
+      // Give the space back: this blob cannot be stored now.
+      this.discarded = true
+      this.store.discardPartial(this.digest).catch(() => {})
+    }
     this.checkpoint(true)
       .finally(() => this.maybeClose())
       .catch(() => {})
