@@ -611,7 +611,7 @@ export class PieceExchange implements SwarmAccess {
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
       }
-      await session.writer.send({ piece: { index, data } })
+      await session.writer.sendPiece(index, data)
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength
     } finally {

@@ -3,20 +3,46 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { ShoalError } from '../errors.js'
 import { Message } from './pb/pieces.js'
 
+function varint(n: number, out: number[]): void {
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80)
+    n = Math.floor(n / 0x80)
+  }
+  out.push(n)
+}
+
 /** Frames: unsigned varint length, then one encoded Message. */
 export function encodeFrame(msg: Message): Uint8Array {
   const body = Message.encode(msg)
   const head: number[] = []
-  let n = body.byteLength
-  while (n >= 0x80) {
-    head.push((n & 0x7f) | 0x80)
-    n >>>= 7
-  }
-  head.push(n)
+  varint(body.byteLength, head)
   const out = new Uint8Array(head.length + body.byteLength)
   out.set(head, 0)
   out.set(body, head.length)
   return out
+}
+
+/**
+ * A Piece frame as two parts, header and data, so a 4 MiB piece is never copied: the bytes are
+ * exactly what `encodeFrame({ piece: { index, data } })` gives (Message field 5, Piece fields
+ * 1 and 2).
+ */
+export function encodePieceFrame(index: number, data: Uint8Array): [Uint8Array, Uint8Array] {
+  const piece: number[] = []
+  if (index !== 0) {
+    piece.push(0x08)
+    varint(index, piece)
+  }
+  if (data.byteLength > 0) {
+    piece.push(0x12)
+    varint(data.byteLength, piece)
+  }
+  const pieceLen = piece.length + data.byteLength
+  const msg: number[] = [0x2a]
+  varint(pieceLen, msg)
+  const head: number[] = []
+  varint(msg.length + pieceLen, head)
+  return [Uint8Array.from([...head, ...msg, ...piece]), data]
 }
 
 /** Splits a byte stream into messages; a frame over `maxFrame` is a protocol error. */
@@ -69,10 +95,17 @@ export class FrameWriter {
   ) {}
 
   send(msg: Message): Promise<void> {
-    const frame = encodeFrame(msg)
+    return this.sendParts([encodeFrame(msg)])
+  }
+
+  sendPiece(index: number, data: Uint8Array): Promise<void> {
+    return this.sendParts(encodePieceFrame(index, data))
+  }
+
+  private sendParts(parts: Uint8Array[]): Promise<void> {
     const p = this.chain.then(async () => {
       if (this.stream.status !== 'open') throw new ShoalError('ABORTED', 'stream closed')
-      this.stream.send(frame)
+      for (const part of parts) if (part.byteLength > 0) this.stream.send(part)
       while (this.stream.writeBufferLength > this.highWater && this.stream.status === 'open') {
         await new Promise<void>((resolve) => {
           const done = (): void => {

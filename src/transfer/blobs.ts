@@ -80,6 +80,8 @@ export class BlobService {
   private readonly onStored: (digest: Digest, size: number) => void
   /** Complete blobs being sent to clients now, by hex: never garbage-collected meanwhile. */
   private readonly pins = new Map<string, number>()
+  /** Complete blobs peers are fetching from: their piece table and an open file, reused. */
+  private readonly stored = new Map<string, StoredBlob>()
 
   constructor(init: BlobServiceInit, components: BlobServiceComponents) {
     this.init = init
@@ -115,7 +117,14 @@ export class BlobService {
     if (t !== undefined && t.status !== 'failed') return t
     const info = await this.store.stat(digest)
     if (info === undefined || info.mediaType !== undefined) return undefined
-    return new StoredBlob(digest, info.size, this.store)
+    let stored = this.stored.get(digest.hex)
+    if (stored === undefined || stored.size !== info.size) {
+      stored = new StoredBlob(digest, info.size, this.store)
+      this.stored.set(digest.hex, stored)
+      // A few dozen blobs are served to peers at once at most; the oldest entry goes first.
+      if (this.stored.size > 64) this.stored.delete(this.stored.keys().next().value as string)
+    }
+    return stored
   }
 
   /** Size of a blob without fetching it: the store, a transfer in flight, or a HEAD upstream. */
@@ -402,21 +411,35 @@ class StoredBlob implements LocalBlob {
     return table
   }
 
+  private file: Promise<FileHandle> | undefined
+  private idle: NodeJS.Timeout | undefined
+
+  /** Reads share one file handle, closed after a few idle seconds. */
   async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
     const start = index * this.pieceSize
     const len = Math.min(this.size, start + this.pieceSize) - start
     const buf = Buffer.allocUnsafe(len)
-    let fh: FileHandle | undefined
+    if (this.idle !== undefined) clearTimeout(this.idle)
+    this.file ??= open(this.store.blobPath(this.digest), 'r')
+    const file = this.file
     try {
-      fh = await open(this.store.blobPath(this.digest), 'r')
+      const fh = await file
       let off = 0
       while (off < len) {
         const { bytesRead } = await fh.read(buf, off, len - off, start + off)
         if (bytesRead === 0) throw new ShoalError('BLOB_UNKNOWN', `blob ${this.digest.value} is shorter than recorded`)
         off += bytesRead
       }
+    } catch (err) {
+      if (this.file === file) this.file = undefined
+      file.then((fh) => fh.close()).catch(() => {})
+      throw err
     } finally {
-      await fh?.close()
+      this.idle = setTimeout(() => {
+        if (this.file === file) this.file = undefined
+        file.then((fh) => fh.close()).catch(() => {})
+      }, 5_000)
+      this.idle.unref()
     }
     return buf
   }
