@@ -42,7 +42,7 @@ export const USAGE = `usage: npm run bench -- [options]
                        binary, e.g. /usr/bin/node (repeatable; the bench's own Node always runs)
   --cpu-prof           p2p test: run the daemons with NODE_OPTIONS=--cpu-prof and print where their
                        CPU went (profiles kept in bench/results/; the numbers of such a run are skewed)
-  --verify             also sha256 the body in the cache-hit runs (default: count bytes only)
+  --verify             also sha256 the body in the cache-hit and p2p runs (default: count bytes only)
   --cold-count-only    do not sha256 the bodies in the cold test (default: hash and check them)
   --shoal-log-level <l> log level given to the daemon (default info)
   --keep               keep the temp dir (blobs, data dirs, logs) under /tmp

@@ -82,6 +82,7 @@ function variantTable(r: P2pResult, v: P2pVariant): string[] {
     med(P, (x) => cores(x.receiverCpuS, x.ms)),
     med(H, (x) => cores(x.receiverCpuS, x.ms)),
     2,
+    false,
   )
   row(
     'sender CPU s per GiB (A | node:http server)',
@@ -94,6 +95,7 @@ function variantTable(r: P2pResult, v: P2pVariant): string[] {
     med(P, (x) => cores(x.senderCpuS, x.ms)),
     med(H, (x) => cores(x.senderCpuS, x.ms)),
     2,
+    false,
   )
   row(
     'HTTP client of B, CPU s per GiB',
@@ -119,21 +121,23 @@ function variantTable(r: P2pResult, v: P2pVariant): string[] {
   ])
   row('first pull on A (fill from the origin), MiB/s', v.fill?.mibPerSec, undefined, 0, false)
   row(
-    'peak RSS (VmHWM), MiB: B (max) | A',
+    'peak RSS (VmHWM), MiB: B (largest of the runs)',
     P.length === 0 ? undefined : Math.max(...P.map((x) => x.receiverHwmMiB ?? 0)),
-    v.senderHwmMiB,
+    undefined,
     0,
     false,
   )
+  row('    A (serving the runs)', v.senderHwmMiB, undefined, 0, false)
   const peerShare = med(P, (x) => (x.blobBytes === undefined ? undefined : x.blobBytes.peer / size))
   const originBytes = P.reduce((s, x) => s + (x.blobBytes?.origin ?? 0), 0)
   const ok = P.length > 0 && P.every((x) => x.blobBytes?.peer === size && x.blobBytes.origin === 0)
   rows.push([
-    `B's bytes from peers / blob (metrics), origin bytes`,
+    `B's bytes from peers / blob size (B's /metrics)`,
     `${fmt(peerShare, 2)}${ok ? ' ok' : ' MISSED'}`,
-    String(originBytes),
+    '',
     '',
   ])
+  rows.push([`    B's bytes from the origin, all runs`, String(originBytes), '', ''])
   const lines = layout(rows)
   const notes: string[] = []
   const mode = {
@@ -173,8 +177,15 @@ export function renderP2p(r: P2pResult): string[] {
   return out
 }
 
-/** Whether a variant failed outright or lost runs (for the exit code). */
+/**
+ * For the exit code: the bench's own Node variant failed, lost a p2p or HTTP run, got bytes from
+ * elsewhere than the peer, or B's copy did not match. Another --node-bin failing is only reported
+ * (Node 20 cannot run the daemon at all).
+ */
 export function p2pFailed(r: P2pResult | undefined): boolean {
-  if (r === undefined) return false
-  return r.variants.some((v, i) => (i === 0 && v.error !== undefined) || (v.error === undefined && v.p2p.length === 0))
+  const v = r?.variants[0]
+  if (r === undefined || v === undefined) return false
+  const lost = v.p2p.length === 0 || v.http.length === 0 || v.problems.some((p) => /^run \d+ (p2p|raw HTTP):/.test(p))
+  const wrong = v.verified === false || v.p2p.some((x) => x.blobBytes?.peer !== r.blobBytes || x.blobBytes.origin !== 0)
+  return v.error !== undefined || lost || wrong
 }

@@ -120,13 +120,23 @@ async function startPullClient(ctx: Context, name: string, nodeBin: string): Pro
     stdio: 'pipe',
   })
   const reader = new LineReader(proc)
+  let broken: string | undefined
   const first = await reader.next(15_000)
   if (!first.includes('"ready"')) throw new Error(`${name}: unexpected first line ${first.slice(0, 200)}`)
   return {
     proc,
     async pull(cmd) {
+      // A late answer would be taken for the next pull's: after a missed one, the client is done.
+      if (broken !== undefined) throw new Error(`${name} unusable: ${broken}`)
       proc.child.stdin?.write(`${JSON.stringify(cmd)}\n`)
-      const answer = JSON.parse(await reader.next(cmd.timeoutMs + 10_000)) as PullResult | { error: string }
+      let line: string
+      try {
+        line = await reader.next(cmd.timeoutMs + 10_000)
+      } catch (err) {
+        broken = errText(err)
+        throw err
+      }
+      const answer = JSON.parse(line) as PullResult | { error: string }
       if ('error' in answer) throw new Error(answer.error)
       return answer
     },
@@ -259,7 +269,6 @@ async function runVariant(
   try {
     if (!existsSync(file)) throw new Error(`blob file not found in the origin's storage: ${file}`)
     if (opts.profileDir !== undefined) await mkdir(opts.profileDir, { recursive: true })
-    client = await startPullClient(ctx, `p2p-client-${tag}`, nodeBin)
     const startA = (phase: string): Promise<ShoalServer> =>
       startShoal({
         name: `p2p-a-${tag}${phase}`,
@@ -273,6 +282,7 @@ async function runVariant(
         env: profiled(`${tag}-A${phase}`),
       })
     a = await startA('-fill')
+    client = await startPullClient(ctx, `p2p-client-${tag}`, nodeBin)
     const fill = await client.pull({ url: `${a.base}${blobPath}`, expectBytes: blob.size, hash: true, timeoutMs })
     v.fill = { ...pullRecord(fill), digestOk: fill.digest === blob.digest }
     if (!v.fill.digestOk) throw new Error(`A's first pull: body digest ${fill.digest} != ${blob.digest}`)
