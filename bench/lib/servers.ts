@@ -87,6 +87,8 @@ export async function startShoal(opts: {
   const port = await freePort()
   await mkdir(opts.dataDir, { recursive: true })
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir, ...opts.env }
+  // The swarm's encryption is compared by running the bench with SHOAL_P2P_ENCRYPTION set.
+  if (process.env.SHOAL_P2P_ENCRYPTION !== undefined) env.SHOAL_P2P_ENCRYPTION = process.env.SHOAL_P2P_ENCRYPTION
   const args = [
     SHOAL_MAIN,
     'daemon',

@@ -41,6 +41,7 @@ program
   .option('--mdns', 'find peers on the LAN by mDNS')
   .option('--swarm-key <file>', 'closed swarm: only nodes with this key (shoal keygen) can join')
   .option('--max-connections <n>', 'libp2p connections kept at most')
+  .option('--p2p-encryption <list>', 'noise (default), tls,noise or noise,tls: offered in that order')
   .option('--cache-max <size|percent>', 'disk quota for the cache, e.g. 50GiB or 80% (LRU by last access)')
   .option('--upload-rate <rate>', 'upload to peers at most this fast, e.g. 50MiB/s')
   .option('--origin-rate <rate>', 'download from origins at most this fast, e.g. 20MiB/s')
@@ -69,6 +70,7 @@ Examples:
       mdns: opts.mdns,
       swarmKey: opts.swarmKey,
       maxConnections: opts.maxConnections,
+      p2pEncryption: opts.p2pEncryption,
       cacheMax: opts.cacheMax,
       uploadRate: opts.uploadRate,
       originRate: opts.originRate,

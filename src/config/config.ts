@@ -34,8 +34,10 @@ export interface SwarmConfig {
   /** Multiaddrs (with or without /p2p/) or `dns:NAME:PORT`. */
   bootstrap: string[]
   mdns: boolean
-  /** Path of the swarm key file (closed swarm). */
+  /** Path of the swarm key file (closed swarm; Noise only). */
   swarmKey?: string
+  /** Connection encryption offered, in order of preference; Noise is always among them. */
+  encryption: ('noise' | 'tls')[]
   maxConnections: number
 }
 
@@ -75,6 +77,7 @@ const KEYS = {
   bootstrap: 'SHOAL_BOOTSTRAP',
   mdns: 'SHOAL_MDNS',
   swarmKey: 'SHOAL_SWARM_KEY',
+  p2pEncryption: 'SHOAL_P2P_ENCRYPTION',
   maxConnections: 'SHOAL_MAX_CONNECTIONS',
   cacheMax: 'SHOAL_CACHE_MAX',
   uploadRate: 'SHOAL_UPLOAD_RATE',
@@ -147,6 +150,7 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
         merged.maxConnections === undefined
           ? DEFAULT_MAX_CONNECTIONS
           : parseCount('maxConnections', merged.maxConnections),
+      encryption: parseEncryption(merged.p2pEncryption),
     },
   }
   if (merged.cacheMax !== undefined) config.cacheMax = parseQuota('cacheMax', merged.cacheMax)
@@ -156,8 +160,17 @@ export function resolveConfig(sources: { flags?: RawConfig; env?: RawConfig; fil
     config.maxOriginRequests = parseCount('maxOriginRequests', merged.maxOriginRequests)
   }
   if (merged.adminListen !== undefined) config.adminListen = parseHostPort('adminListen', merged.adminListen)
-  if (merged.swarmKey !== undefined)
+  if (merged.swarmKey !== undefined) {
     config.swarm.swarmKey = resolve(expandHome(parseString('swarmKey', merged.swarmKey)))
+    if (config.swarm.encryption[0] !== 'noise') {
+      throw configError(
+        'p2pEncryption',
+        merged.p2pEncryption,
+        'noise first when a swarmKey is set (the key is bound into Noise)',
+      )
+    }
+    config.swarm.encryption = ['noise']
+  }
   if (merged.dockerConfig !== undefined) {
     config.dockerConfig = resolve(expandHome(parseString('dockerConfig', merged.dockerConfig)))
   }
@@ -256,6 +269,17 @@ function parseRate(key: string, value: unknown): number {
   const n = parseSize(key, v)
   if (n <= 0) throw configError(key, value, 'a rate above zero, such as 100MiB/s')
   return n
+}
+
+/** `noise` (default), `tls,noise` (TLS preferred, Noise still accepted) or `noise,tls`. */
+function parseEncryption(value: unknown): ('noise' | 'tls')[] {
+  if (value === undefined) return ['noise']
+  const list = parseList('p2pEncryption', value)
+  if (list.length === 0 || list.some((v) => v !== 'noise' && v !== 'tls') || new Set(list).size !== list.length) {
+    throw configError('p2pEncryption', value, 'noise, tls,noise or noise,tls')
+  }
+  if (!list.includes('noise')) list.push('noise')
+  return list as ('noise' | 'tls')[]
 }
 
 function parseCount(key: string, value: unknown): number {

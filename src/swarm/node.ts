@@ -7,6 +7,7 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { CID } from 'multiformats/cid'
@@ -21,6 +22,8 @@ export interface SwarmNodeInit {
   bootstrap: string[]
   mdns: boolean
   swarmKey?: Uint8Array | undefined
+  /** Offered in this order; Noise is always among them. */
+  encryption: ('noise' | 'tls')[]
   identityPath: string
   maxConnections: number
   /** How often unreachable bootstrap entries are dialled again (and DNS names re-resolved). */
@@ -68,7 +71,9 @@ export class SwarmNode {
       privateKey,
       addresses: { listen: this.init.listen },
       transports: [tcp()],
-      connectionEncrypters: [noise({ prologueBytes: swarmPrologue(this.init.swarmKey) })],
+      connectionEncrypters: this.init.encryption.map((e) =>
+        e === 'tls' ? tls() : noise({ prologueBytes: swarmPrologue(this.init.swarmKey) }),
+      ),
       streamMuxers: [yamux()],
       peerDiscovery,
       connectionManager: { maxConnections: this.init.maxConnections },

@@ -192,6 +192,8 @@ export class BlobService {
         await this.ensureLinked(req)
       }
     } else if (transfer.status === 'complete') {
+      // Verified and being stored: wait for the store (bounded by the commit) and serve the file.
+      await transfer.done.catch(() => {})
       const done = await this.store.stat(req.digest)
       if (done !== undefined) return this.fileHandle(req.digest, done.size)
     }
