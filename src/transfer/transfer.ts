@@ -33,6 +33,8 @@ export interface TransferInit {
   ownerWaitMs?: number
   /** A claim not refreshed for this long no longer holds. */
   claimTimeoutMs?: number
+  /** Between claiming a piece and fetching it, for simultaneous claims to be seen and settled. */
+  claimSettleMs?: number
 }
 
 export interface TransferComponents {
@@ -50,7 +52,9 @@ const DEFAULTS = {
   peerRequestsPerPeer: 4,
   maxPeerRequests: 16,
   peerRequestTimeoutMs: 30_000,
-  ownerWaitMs: 3_000,
+  // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
+  ownerWaitMs: 8_000,
+  claimSettleMs: 200,
   claimTimeoutMs: 30_000,
 }
 
@@ -105,6 +109,8 @@ export class Transfer implements LocalBlob {
   private readonly originFailures = new Map<number, number>()
   /** Pieces this node claimed (it fetches them from the origin), with when it last said so. */
   private readonly claimedAt = new Map<number, number>()
+  /** When this node first claimed each piece (origin fetches wait `claimSettleMs` after it). */
+  private readonly claimStarted = new Map<number, number>()
   /** When each other downloader was first seen: an owner's grace to claim starts there. */
   private readonly firstSeen = new Map<string, number>()
   private lastOriginProgress = 0
@@ -288,11 +294,30 @@ export class Transfer implements LocalBlob {
       if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
       // Ours: claim it now, even if it must wait for an origin slot, so that the other
       // downloaders wait for our Have instead of fetching it too.
-      if (!this.claimedAt.has(i)) this.claim(i, now)
+      if (!this.claimedAt.has(i)) {
+        this.claim(i, now)
+        this.claimStarted.set(i, now)
+      }
+      // Two downloaders whose views differed may claim one piece at once: both wait a moment,
+      // and the one rendezvous ranks lower yields. Deterministic, without a coordinator.
+      if (now - (this.claimStarted.get(i) ?? 0) < this.opts.claimSettleMs) continue
+      if (this.yieldsTo(i)) continue
       if (this.originInflight >= this.opts.originConcurrency) continue
       this.fetchFromOrigin(i, 1)
     }
     this.refreshClaims(now)
+  }
+
+  /** Another downloader claimed a piece we claimed too and ranks higher for it: let it have it. */
+  private yieldsTo(index: number): boolean {
+    const swarm = this.swarm
+    const other = swarm?.claimOf(index)
+    if (swarm === undefined || other === undefined) return false
+    const mine = rendezvousScore(swarm.selfId, this.digest.value, index)
+    if (rendezvousScore(other.peer, this.digest.value, index) <= mine) return false
+    this.claimedAt.delete(index)
+    this.claimStarted.delete(index)
+    return true
   }
 
   private claim(index: number, now: number): void {

@@ -36,7 +36,7 @@ describe('resolveConfig defaults', () => {
     assert.equal(c.logLevel, 'info')
     assert.equal(c.tagTtlMs, 30_000)
     assert.deepEqual(c.registries, [])
-    assert.deepEqual(c.swarm, { listen: [], bootstrap: [], mdns: false, maxConnections: 200 })
+    assert.deepEqual(c.swarm, { listen: [], bootstrap: [], mdns: false, maxConnections: 200, encryption: ['noise'] })
     for (const k of ['adminListen', 'dockerConfig', 'cacheMax', 'uploadRate', 'originRate', 'maxOriginRequests']) {
       assert.equal(k in c, false, `${k} is unset by default`)
     }
@@ -366,5 +366,15 @@ describe('readConfigFile', () => {
     const c = resolveConfig({ file: readConfigFile(example) })
     assert.equal(c.listen.port, 5000)
     assert.equal(c.registries[0]?.host, 'registry.example.com')
+  })
+})
+
+describe('resolveConfig p2pEncryption', () => {
+  test('tls first keeps noise offered; unknown values and tls with a swarm key are refused', () => {
+    assert.deepEqual(resolveConfig({ flags: { p2pEncryption: 'tls' } }).swarm.encryption, ['tls', 'noise'])
+    assert.deepEqual(resolveConfig({ flags: { p2pEncryption: 'noise,tls' } }).swarm.encryption, ['noise', 'tls'])
+    assert.throws(() => resolveConfig({ flags: { p2pEncryption: 'quic' } }), /p2pEncryption/)
+    assert.throws(() => resolveConfig({ flags: { p2pEncryption: 'tls', swarmKey: '/k' } }), /p2pEncryption/)
+    assert.deepEqual(resolveConfig({ flags: { swarmKey: '/k' } }).swarm.encryption, ['noise'])
   })
 })
