@@ -68,6 +68,9 @@ const FINAL_ORIGIN_ERRORS = new Set<string | undefined>([
   'TOOMANYREQUESTS',
 ])
 
+/** Missing pieces looked at for rarest-first choice (beyond, the order is by index anyway). */
+const RAREST_WINDOW = 256
+
 /** Pieces per origin request while no peer is known (64 MiB at 4 MiB pieces). */
 const ALONE_RUN_PIECES = 16
 
@@ -275,15 +278,10 @@ export class Transfer implements LocalBlob {
     const now = Date.now()
     for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
     const swarmActive = peers.length > 0
+    if (swarmActive) this.requestFromPeers(peers)
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
-      const holders = peers.filter((p) => p.has(i) && p.inflight < this.opts.peerRequestsPerPeer)
-      if (holders.length > 0) {
-        if (this.peerInflight >= this.opts.maxPeerRequests) continue
-        this.requestFromPeer(i, pickPeer(holders))
-        continue
-      }
-      if (peers.some((p) => p.has(i))) continue // holders busy: wait for a slot
+      if (peers.some((p) => p.has(i))) continue // a peer has it: requestFromPeers' business
       if (!swarmActive) {
         // Alone: long Range requests, the cheapest way over HTTP; bounded, so that peers that turn
         // up meanwhile are asked for what is left.
@@ -337,6 +335,31 @@ export class Transfer implements LocalBlob {
         continue
       }
       if (progressing && now - at > this.opts.claimTimeoutMs / 3) this.claim(index, now)
+    }
+  }
+
+  /**
+   * Pieces peers have: the one clients wait for first, then rarest first (fewest holders) over a
+   * window of the next missing pieces, each from the holder with the best recent throughput per
+   * request in flight.
+   */
+  private requestFromPeers(peers: SwarmPeer[]): void {
+    if (this.peerInflight >= this.opts.maxPeerRequests) return
+    const first = this.have.firstMissing(0)
+    const candidates: { index: number; holders: number }[] = []
+    for (let i = first; i < this.pieceCount && candidates.length < RAREST_WINDOW; i++) {
+      if (this.have.has(i) || this.inflight.has(i)) continue
+      let holders = 0
+      for (const p of peers) if (p.has(i)) holders++
+      if (holders > 0) candidates.push({ index: i, holders })
+    }
+    candidates.sort((a, b) =>
+      a.index === first ? -1 : b.index === first ? 1 : a.holders - b.holders || a.index - b.index,
+    )
+    for (const c of candidates) {
+      if (this.peerInflight >= this.opts.maxPeerRequests) return
+      const free = peers.filter((p) => p.has(c.index) && p.inflight < this.opts.peerRequestsPerPeer)
+      if (free.length > 0) this.requestFromPeer(c.index, pickPeer(free))
     }
   }
 
@@ -775,11 +798,11 @@ export class Transfer implements LocalBlob {
   }
 }
 
+/** Faster peers get more: throughput per request in flight; a peer not measured yet is tried. */
 function pickPeer(peers: SwarmPeer[]): SwarmPeer {
+  const score = (p: SwarmPeer): number => (p.throughput === 0 ? Number.MAX_VALUE : p.throughput) / (p.inflight + 1)
   let best = peers[0] as SwarmPeer
-  for (const p of peers) {
-    if (p.inflight < best.inflight || (p.inflight === best.inflight && p.throughput > best.throughput)) best = p
-  }
+  for (const p of peers) if (score(p) > score(best)) best = p
   return best
 }
 
