@@ -1,4 +1,6 @@
 import type { PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromMultihash } from '@libp2p/peer-id'
+import * as Multihash from 'multiformats/hashes/digest'
 import { ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { type Digest, parseDigest } from '../oci/digest.js'
@@ -9,7 +11,7 @@ import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
 import { type RateLimiter, Semaphore } from '../util/limits.js'
 import { FrameDecoder, FrameWriter } from './framing.js'
 import type { SwarmNode } from './node.js'
-import type { Hello, Message } from './pb/pieces.js'
+import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
 
 export const PIECES_PROTOCOL = '/shoal/pieces/1.0.0'
 
@@ -59,6 +61,9 @@ const D = {
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
 
+/** Peers named in one peer-exchange message (sent or taken in). */
+const MAX_EXCHANGED_PEERS = 64
+
 /** Write buffer above which a session waits for drain (a bit over one piece). */
 const HIGH_WATER = 1024 * 1024
 
@@ -75,6 +80,8 @@ class Session implements SwarmPeer {
   private readonly pending = new Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>()
   readonly writer: FrameWriter
   helloSeen = false
+  /** Our peer list for this blob went out on this session (once per session). */
+  peersSent = false
   /** Requests from this peer waiting or being served, and those it cancelled meanwhile. */
   queued = 0
   readonly cancelled = new Set<number>()
@@ -462,6 +469,7 @@ export class PieceExchange implements SwarmAccess {
     this.readLoop(session).catch(() => {})
     await this.sendHello(session, local)
     await session.waitHello(this.opts.helloTimeoutMs)
+    await this.sendPeers(session)
     blob.swarm?.changed()
     return session
   }
@@ -481,6 +489,44 @@ export class PieceExchange implements SwarmAccess {
     await session.writer.send({ hello })
     // A newcomer must know which pieces we are already fetching from the origin.
     for (const index of session.blob.swarm?.ownClaims ?? []) await session.writer.send({ claim: { index } })
+  }
+
+  /**
+   * Peer exchange: tells a new session's peer about the others in session about this blob, once.
+   * With one bootstrap address, every downloader reaches the first node; this is how they meet.
+   */
+  private async sendPeers(session: Session): Promise<void> {
+    if (session.peersSent || session.closed) return
+    session.peersSent = true
+    const others = [...session.blob.sessions.values()].filter(
+      (s) => s !== session && s.helloSeen && !s.closed && !this.isBanned(s.id),
+    )
+    const peers: PeerAddrs[] = []
+    for (const s of others.slice(0, MAX_EXCHANGED_PEERS)) {
+      const addrs = await this.node.addressesOf(s.peer)
+      if (addrs.length > 0) peers.push({ id: new Uint8Array(s.peer.toMultihash().bytes), addrs })
+    }
+    if (peers.length > 0) await session.writer.send({ peers: { peers } })
+  }
+
+  /** Opens sessions to the peers another peer told us about (bounded by maxSessionsPerBlob). */
+  private async meetPeers(session: Session, peers: PeerAddrs[]): Promise<void> {
+    const blob = session.blob
+    for (const p of peers.slice(0, MAX_EXCHANGED_PEERS)) {
+      if (blob.sessions.size >= this.opts.maxSessionsPerBlob) return
+      let peer: PeerId
+      try {
+        peer = peerIdFromMultihash(Multihash.decode(p.id))
+      } catch {
+        continue
+      }
+      const id = peer.toString()
+      if (id === this.selfId || blob.sessions.has(id) || this.isBanned(id)) continue
+      await this.node.learnAddresses(peer, p.addrs)
+      this.openSession(blob, peer, blob.swarm?.local).catch((err: unknown) => {
+        this.log.debug({ peer: id, err: String(err) }, 'session with an exchanged peer failed')
+      })
+    }
   }
 
   private async inbound(stream: Stream, peer: PeerId): Promise<void> {
@@ -531,6 +577,7 @@ export class PieceExchange implements SwarmAccess {
     if (local !== undefined && blob.size === 0) blob.size = local.size
     session.onHello(hello)
     await this.sendHello(session, local)
+    await this.sendPeers(session)
     for (const m of rest) this.onMessage(session, m)
     blob.swarm?.changed()
     await this.readLoop(session, decoder, it)
@@ -577,6 +624,11 @@ export class PieceExchange implements SwarmAccess {
       swarm?.changed()
     }
     if (m.cancel !== undefined) session.cancelled.add(m.cancel.index)
+    if (m.peers !== undefined) {
+      this.meetPeers(session, m.peers.peers).catch((err: unknown) => {
+        this.log.debug({ peer: session.id, err: String(err) }, 'peer exchange failed')
+      })
+    }
     if (m.request !== undefined) {
       const index = m.request.index
       session.cancelled.delete(index)

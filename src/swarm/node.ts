@@ -33,6 +33,8 @@ export interface SwarmNodeInit {
 /** raw codec, sha2-256 multihash: the OCI digest as a CIDv1, the DHT key of a blob. */
 const RAW = 0x55
 const SHA2_256 = 0x12
+/** Addresses per peer taken in or handed out by peer exchange. */
+const MAX_EXCHANGED_ADDRS = 8
 
 export function digestToCid(digest: string): CID {
   const d = parseDigest(digest)
@@ -171,6 +173,29 @@ export class SwarmNode {
 
   async dialProtocol(peer: PeerId, protocol: string, signal: AbortSignal): Promise<Stream> {
     return this.libp2p.dialProtocol(peer, protocol, { signal })
+  }
+
+  /** A peer's known listen addresses (from identify), as multiaddr bytes, for peer exchange. */
+  async addressesOf(peer: PeerId): Promise<Uint8Array<ArrayBuffer>[]> {
+    try {
+      const p = await this.libp2p.peerStore.get(peer)
+      return p.addresses.slice(0, MAX_EXCHANGED_ADDRS).map((a) => new Uint8Array(a.multiaddr.bytes))
+    } catch {
+      return []
+    }
+  }
+
+  /** Records addresses another peer told us about (peer exchange), so that the peer can be dialled. */
+  async learnAddresses(peer: PeerId, addrs: Uint8Array[]): Promise<void> {
+    const multiaddrs: Multiaddr[] = []
+    for (const bytes of addrs.slice(0, MAX_EXCHANGED_ADDRS)) {
+      try {
+        multiaddrs.push(multiaddr(bytes))
+      } catch {
+        // not a multiaddr: ignored
+      }
+    }
+    if (multiaddrs.length > 0) await this.libp2p.peerStore.merge(peer, { multiaddrs })
   }
 
   connectedPeers(): PeerId[] {

@@ -783,6 +783,256 @@ export namespace Reject {
   }
 }
 
+export interface PeerAddrs {
+  id: Uint8Array<ArrayBuffer>
+  addrs: Uint8Array<ArrayBuffer>[]
+}
+
+export namespace PeerAddrs {
+  let _codec: Codec<PeerAddrs>
+
+  export const codec = (): Codec<PeerAddrs> => {
+    if (_codec == null) {
+      _codec = message<PeerAddrs>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.id != null && obj.id.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.id)
+        }
+
+        if (obj.addrs != null && obj.addrs.length > 0) {
+          for (const value of obj.addrs) {
+            w.uint32(18)
+            w.bytes(value)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          id: uint8ArrayAlloc(0),
+          addrs: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.id = reader.bytes()
+              break
+            }
+            case 2: {
+              if (opts.limits?.addrs != null && obj.addrs.length === opts.limits.addrs) {
+                throw new MaxLengthError('Decode error - repeated field "addrs" had too many elements')
+              }
+
+              obj.addrs.push(reader.bytes())
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          addrs: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.id`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              if (opts.limits?.addrs != null && obj.addrs === opts.limits.addrs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "addrs" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.addrs[]`,
+                index: obj.addrs,
+                value: reader.bytes()
+              }
+
+              obj.addrs++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface PeerAddrsIdFieldEvent {
+    field: '$.id'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface PeerAddrsAddrsFieldEvent {
+    field: '$.addrs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<PeerAddrs>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, PeerAddrs.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PeerAddrs>): PeerAddrs {
+    return decodeMessage(buf, PeerAddrs.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PeerAddrs>): Generator<PeerAddrsIdFieldEvent | PeerAddrsAddrsFieldEvent> {
+    return streamMessage(buf, PeerAddrs.codec(), opts)
+  }
+}
+
+export interface Peers {
+  peers: PeerAddrs[]
+}
+
+export namespace Peers {
+  let _codec: Codec<Peers>
+
+  export const codec = (): Codec<Peers> => {
+    if (_codec == null) {
+      _codec = message<Peers>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.peers != null && obj.peers.length > 0) {
+          for (const value of obj.peers) {
+            w.uint32(10)
+            PeerAddrs.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          peers: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.peers != null && obj.peers.length === opts.limits.peers) {
+                throw new MaxLengthError('Decode error - repeated field "peers" had too many elements')
+              }
+
+              obj.peers.push(PeerAddrs.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.peers$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          peers: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.peers != null && obj.peers === opts.limits.peers) {
+                throw new MaxLengthError('Streaming decode error - repeated field "peers" had too many elements')
+              }
+
+              for (const evt of PeerAddrs.codec().stream(reader, reader.uint32(), `${prefix}.peers[]`, {
+                limits: opts.limits?.peers$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.peers
+                }
+              }
+
+              obj.peers++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface PeersPeersIdFieldEvent {
+    field: '$.peers[].id'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface PeersPeersAddrsFieldEvent {
+    field: '$.peers[].addrs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<Peers>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Peers.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Peers>): Peers {
+    return decodeMessage(buf, Peers.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Peers>): Generator<PeersPeersIdFieldEvent | PeersPeersAddrsFieldEvent> {
+    return streamMessage(buf, Peers.codec(), opts)
+  }
+}
+
 export interface Message {
   hello?: Hello
   have?: Have
@@ -791,6 +1041,7 @@ export interface Message {
   piece?: Piece
   cancel?: Cancel
   reject?: Reject
+  peers?: Peers
 }
 
 export namespace Message {
@@ -836,6 +1087,11 @@ export namespace Message {
         if (obj.reject != null) {
           w.uint32(58)
           Reject.codec().encode(obj.reject, w)
+        }
+
+        if (obj.peers != null) {
+          w.uint32(66)
+          Peers.codec().encode(obj.peers, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -889,6 +1145,12 @@ export namespace Message {
             case 7: {
               obj.reject = Reject.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.reject
+              })
+              break
+            }
+            case 8: {
+              obj.peers = Peers.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.peers
               })
               break
             }
@@ -952,6 +1214,13 @@ export namespace Message {
             case 7: {
               yield * Reject.codec().stream(reader, reader.uint32(), `${prefix}.reject`, {
                 limits: opts.limits?.reject
+              })
+
+              break
+            }
+            case 8: {
+              yield * Peers.codec().stream(reader, reader.uint32(), `${prefix}.peers`, {
+                limits: opts.limits?.peers
               })
 
               break
@@ -1034,6 +1303,18 @@ export namespace Message {
     value: number
   }
 
+  export interface MessagePeersPeersIdFieldEvent {
+    field: '$.peers.peers[].id'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface MessagePeersPeersAddrsFieldEvent {
+    field: '$.peers.peers[].addrs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<Message>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Message.codec())
   }
@@ -1042,7 +1323,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }
