@@ -1,0 +1,556 @@
+/**
+ * One measured run: N node hosts, each with its server (a Shoal daemon, a docker-registry proxy,
+ * or none) and a skopeo client pulling the image into a `dir:` layout; progress sampled every
+ * `sampleMs`; origin bytes from the origin interface; bytes by source, CPU and peak RSS per server.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream, mkdirSync, writeFileSync } from 'node:fs'
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { readMem } from '../lib/procs.js'
+import { MiB } from './image.js'
+import {
+  ADMIN_PORT,
+  DEAD_PORT,
+  type Host,
+  type Lab,
+  mirrorRegistriesConf,
+  P2P_PORT,
+  type PushedImage,
+  REGISTRY_BIN,
+  REGISTRY_PORT,
+  registryConfig,
+  SHOAL_MAIN,
+  SKOPEO_BIN,
+} from './lab.js'
+import { nodeAddr, ORIGIN_ADDR } from './netns.js'
+import { cpuSeconds, describeExit, type LabProc, tail } from './proc.js'
+import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, System } from './types.js'
+
+export interface CaseSpec {
+  scenario: Scenario
+  system: System
+  run: number
+  nodes: number
+  sizeMiB: number
+  /** Client k starts (k−1)·staggerMs after the first. */
+  staggerMs: number
+  /** Kill this many daemons (and their clients) when the mean progress reaches `churnAt`. */
+  churnKill: number
+  churnAt: number
+  /** Node 1 pulls alone first; nodes 2…N are measured. */
+  warm: boolean
+  sampleMs: number
+  shoalLogLevel: string
+  bootstrap: 'one' | 'all'
+}
+
+interface NodeState {
+  k: number
+  host: Host
+  dir: string
+  out: string
+  server: LabProc | undefined
+  client: LabProc | undefined
+  role: NodeResult['role']
+  startMs: number | undefined
+  progress: [number, number][]
+  usage: DaemonUsage | undefined
+  peersAtStart: number | undefined
+  bytesBySource: BytesBySource | undefined
+  error: string | undefined
+}
+
+const median = (xs: number[]): number | undefined => {
+  if (xs.length === 0) return undefined
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
+
+/** Kill victims for churn: spread over the nodes, never node 1 (the bootstrap). */
+export function churnVictims(nodes: number, kill: number): number[] {
+  const out: number[] = []
+  for (let i = 0; i < kill; i++) out.push(2 + Math.floor((i * (nodes - 1)) / Math.max(1, kill)))
+  return [...new Set(out)].filter((k) => k >= 2 && k <= nodes)
+}
+
+export function tStarSeconds(imageBytes: number, originMbit: number, nodeMbit: number, warm: boolean): number {
+  const rOrigin = (originMbit * 1e6) / 8
+  const rNode = (nodeMbit * 1e6) / 8
+  return warm ? imageBytes / rNode : Math.max(imageBytes / rOrigin, imageBytes / rNode)
+}
+
+export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
+  const topo = lab.topology
+  const probe = lab.probeOrThrow
+  const pushed = await lab.image(spec.sizeMiB)
+  const S = pushed.image.size
+  const tStarS = tStarSeconds(S, lab.opts.originMbit, lab.opts.nodeMbit, spec.warm)
+  const label = `${spec.scenario} ${spec.system} N=${spec.nodes} ${spec.sizeMiB} MiB run ${spec.run}`
+  const runDir = join(lab.workDir, `${spec.scenario}-${spec.system}-n${spec.nodes}-${spec.sizeMiB}m-r${spec.run}`)
+  await mkdir(runDir, { recursive: true })
+  const policy = join(runDir, 'policy.json')
+  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }))
+  const errors: string[] = []
+  const nodes: NodeState[] = topo.nodes.slice(0, spec.nodes).map((host, i) => ({
+    k: i + 1,
+    host,
+    dir: join(runDir, host.name),
+    out: join(runDir, host.name, 'pull'),
+    server: undefined,
+    client: undefined,
+    role: 'pull',
+    startMs: undefined,
+    progress: [],
+    usage: undefined,
+    peersAtStart: undefined,
+    bytesBySource: undefined,
+    error: undefined,
+  }))
+  const result: RunResult = {
+    scenario: spec.scenario,
+    system: spec.system,
+    run: spec.run,
+    nodes: spec.nodes,
+    pullers: spec.warm ? spec.nodes - 1 : spec.nodes,
+    imageBytes: S,
+    originMbit: lab.opts.originMbit,
+    nodeMbit: lab.opts.nodeMbit,
+    tStarS,
+    originBytes: 0,
+    originRatio: 0,
+    slowestMs: undefined,
+    slowestRatio: undefined,
+    medianMs: undefined,
+    wallMs: undefined,
+    ok: false,
+    errors,
+    nodeResults: [],
+    originSeries: [],
+    startedAt: new Date().toISOString(),
+  }
+  try {
+    lab.log(`${label}: starting ${spec.system === 'direct' ? 'no servers' : `${spec.nodes} ${spec.system} servers`}`)
+    for (const n of nodes) await mkdir(n.out, { recursive: true })
+    if (spec.system !== 'direct') {
+      for (const n of nodes) n.server = startServer(lab, spec, n)
+      await Promise.all(nodes.map((n) => lab.waitHttp(`http://${n.host.addr}:${REGISTRY_PORT}/v2/`, n.server!, 90_000)))
+    }
+    if (spec.system === 'shoal') await waitForSwarm(lab, nodes)
+
+    if (spec.warm) {
+      const seed = nodes[0] as NodeState
+      seed.role = 'seed'
+      lab.log(`${label}: node 1 pulls alone first (the warm seed)`)
+      const seedStart = performance.now()
+      seed.client = startClient(lab, spec, pushed, seed, policy, 'seed')
+      const exit = await withTimeout(
+        seed.client.exited,
+        (90 + 3 * tStarSeconds(S, lab.opts.originMbit, lab.opts.nodeMbit, false)) * 1000,
+        lab,
+      )
+      if (exit === undefined || exit.code !== 0) {
+        throw new Error(
+          `the warm seed's pull failed (${exit === undefined ? 'timeout' : describeExit(exit)}):\n${tail(seed.client.logFile)}`,
+        )
+      }
+      lab.log(`${label}: seed done in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`)
+      seed.startMs = 0
+    }
+
+    const pullers = nodes.filter((n) => n.role === 'pull')
+    const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
+    const originBefore = await lab.originTx()
+    const countersBefore = await probe.counters(nodes.map((n) => n.host.port))
+    const t0 = performance.now()
+    const since = (): number => performance.now() - t0
+    lab.log(
+      `${label}: ${pullers.length} pulls${spec.staggerMs > 0 ? `, ${spec.staggerMs} ms apart` : ''}, T* = ${tStarS.toFixed(1)} s`,
+    )
+
+    // Clients start on schedule; the sampler runs until every client is done.
+    const starts = pullers.map(async (n, i) => {
+      const at = i * spec.staggerMs
+      const wait = at - since()
+      if (wait > 0) await lab.sleep(wait)
+      n.startMs = since()
+      n.client = startClient(lab, spec, pushed, n, policy, 'pull')
+      return n.client.exited
+    })
+    let killedAt: number | undefined
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        const t = since()
+        await Promise.all(
+          pullers.map(async (n) => {
+            if (n.client === undefined || n.role === 'killed') return
+            const done = n.client.exit !== undefined
+            const last = n.progress.at(-1)
+            if (done && last !== undefined && n.progress.length > 1 && last[1] >= 1) return
+            n.progress.push([Math.round(t), Math.min(1, (await dirBytes(n.out)) / S)])
+          }),
+        )
+        try {
+          const c = await probe.counters([topo.origin.port])
+          const rx = c[topo.origin.port]?.rx
+          if (rx !== undefined) result.originSeries.push([Math.round(t), rx])
+        } catch {
+          // a missed sample
+        }
+        if (victims.size > 0 && killedAt === undefined) {
+          const live = pullers.filter((n) => n.client !== undefined)
+          const mean = live.reduce((a, n) => a + (n.progress.at(-1)?.[1] ?? 0), 0) / Math.max(1, pullers.length)
+          if (live.length === pullers.length && mean >= spec.churnAt) {
+            killedAt = since()
+            await churn(lab, nodes, victims, mean, label)
+          }
+        }
+        await lab.sleep(spec.sampleMs)
+      }
+    })()
+    sampler.catch(() => {})
+
+    const budgetMs = runBudgetMs(spec, S, lab.opts.originMbit, lab.opts.nodeMbit)
+    const all = Promise.all(starts)
+    const finished = await withTimeout(all, budgetMs, lab)
+    if (finished === undefined) {
+      errors.push(`not every pull finished within ${(budgetMs / 1000).toFixed(0)} s`)
+      for (const n of pullers) {
+        if (n.client !== undefined && n.client.exit === undefined) await lab.procs.kill(n.client)
+      }
+    }
+    sampling = false
+    await sampler.catch(() => {})
+    if (killedAt !== undefined) result.killedAtMs = Math.round(killedAt)
+
+    // Background origin traffic (a proxy storing its copy) counts too: wait for a quiet link.
+    const wholeRunMs = since()
+    await waitQuiet(lab, topo.origin.port, 2000, 120_000)
+    const originAfter = await lab.originTx()
+    result.originBytes = originAfter - originBefore
+    result.originRatio = result.originBytes / S
+    const countersAfter = await probe.counters(nodes.map((n) => n.host.port))
+
+    // Bytes by source and resource use, while the servers still run.
+    for (const n of nodes) {
+      if (n.server === undefined || n.role === 'killed') continue
+      if (n.server.exit === undefined) n.usage = usageOf(n.server)
+      if (spec.system === 'shoal') {
+        try {
+          const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
+          n.bytesBySource = parseBytesBySource(r.body)
+        } catch (err) {
+          errors.push(`node ${n.k}: /metrics: ${err instanceof Error ? err.message : String(err)}`)
+        }
+      }
+    }
+    if (spec.system === 'shoal') {
+      result.originBlobBytes = pullers.reduce((a, n) => a + (n.bytesBySource?.origin ?? 0), 0)
+      if (spec.warm) {
+        // The seed fetched the image before t0: only the pullers' origin bytes count.
+      } else {
+        result.originBlobBytes += nodes
+          .filter((n) => n.role === 'seed')
+          .reduce((a, n) => a + (n.bytesBySource?.origin ?? 0), 0)
+      }
+    }
+
+    // Results per node; digests of every finished pull.
+    for (const n of nodes) {
+      const c = n.client
+      const exit = c?.exit
+      const endMs = exit === undefined || n.role !== 'pull' ? undefined : exit.at - t0
+      let digestsOk: boolean | undefined
+      let error = n.error
+      if (n.role === 'pull' && exit?.code === 0) {
+        const bad = await verifyPull(n.out, pushed)
+        digestsOk = bad === undefined
+        if (bad !== undefined) error = bad
+      } else if (n.role === 'pull') {
+        error ??= `client ${exit === undefined ? 'did not finish' : describeExit(exit)}: ${tail(c?.logFile, 5)}`
+      }
+      const before = countersBefore[n.host.port]
+      const after = countersAfter[n.host.port]
+      const nr: NodeResult = {
+        node: n.k,
+        role: n.role,
+        startMs: Math.round(n.startMs ?? 0),
+        endMs: endMs === undefined ? undefined : Math.round(endMs),
+        durationMs: endMs === undefined || n.startMs === undefined ? undefined : Math.round(endMs - n.startMs),
+        exit: exit === undefined ? 'running' : describeExit(exit),
+        digestsOk,
+        ok: n.role !== 'pull' || (exit?.code === 0 && digestsOk === true),
+        progress: n.progress,
+      }
+      if (error !== undefined) nr.error = error
+      if (n.bytesBySource !== undefined) nr.bytesBySource = n.bytesBySource
+      if (n.usage !== undefined) nr.server = n.usage
+      if (n.peersAtStart !== undefined) nr.peersAtStart = n.peersAtStart
+      if (before !== undefined && after !== undefined) {
+        nr.netRx = after.tx - before.tx
+        nr.netTx = after.rx - before.rx
+      }
+      result.nodeResults.push(nr)
+      if (!nr.ok) errors.push(`node ${n.k}: ${nr.error ?? 'failed'}`)
+    }
+    const durations = result.nodeResults
+      .filter((r) => r.role === 'pull' && r.ok && r.durationMs !== undefined)
+      .map((r) => r.durationMs as number)
+    const ends = result.nodeResults
+      .filter((r) => r.role === 'pull' && r.endMs !== undefined)
+      .map((r) => r.endMs as number)
+    const allDone = result.nodeResults.filter((r) => r.role === 'pull').every((r) => r.ok)
+    if (allDone && durations.length > 0) {
+      result.slowestMs = Math.max(...durations)
+      result.slowestRatio = result.slowestMs / 1000 / tStarS
+      result.wallMs = Math.max(...ends)
+    }
+    result.medianMs = median(durations)
+    result.ok = errors.length === 0
+    lab.log(
+      `${label}: ${result.ok ? 'ok' : 'FAILED'}; origin ${(result.originBytes / MiB).toFixed(1)} MiB = ${result.originRatio.toFixed(2)}× image; slowest ${fmtS(result.slowestMs)} = ${result.slowestRatio?.toFixed(2) ?? 'n/a'}× T*; run ${(wholeRunMs / 1000).toFixed(1)} s${errors.length > 0 ? `\n  ${errors.join('\n  ')}` : ''}`,
+    )
+    return result
+  } catch (err) {
+    errors.push(err instanceof Error ? err.message : String(err))
+    lab.log(`${label}: FAILED: ${errors.at(-1)}`)
+    return result
+  } finally {
+    for (const n of nodes) if (n.client !== undefined) await lab.procs.stop(n.client, 2000)
+    for (const n of nodes) if (n.server !== undefined) await lab.procs.stop(n.server, 8000)
+    if (!lab.opts.keep) await rm(runDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {})
+  }
+}
+
+function fmtS(ms: number | undefined): string {
+  return ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(1)} s`
+}
+
+/** A bound for the whole run: generous multiples of what each system needs at link speed. */
+function runBudgetMs(spec: CaseSpec, S: number, originMbit: number, nodeMbit: number): number {
+  const perPull = tStarSeconds(S, originMbit, nodeMbit, false)
+  const pulls = spec.nodes
+  const expected = spec.system === 'shoal' ? perPull : spec.system === 'direct' ? pulls * perPull : 2 * pulls * perPull
+  return (120 + 4 * expected + (spec.staggerMs * spec.nodes) / 1000) * 1000
+}
+
+function startServer(lab: Lab, spec: CaseSpec, n: NodeState): LabProc {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir }
+  if (spec.system === 'shoal') {
+    const args = [
+      'netns',
+      'exec',
+      n.host.ns,
+      process.execPath,
+      SHOAL_MAIN,
+      'daemon',
+      '--listen',
+      `${n.host.addr}:${REGISTRY_PORT}`,
+      '--data-dir',
+      join(n.dir, 'data'),
+      '--default-upstream',
+      `http://${ORIGIN_ADDR}:${REGISTRY_PORT}`,
+      '--p2p-listen',
+      `/ip4/${n.host.addr}/tcp/${P2P_PORT}`,
+      '--admin-listen',
+      `${n.host.addr}:${ADMIN_PORT}`,
+      '--log-level',
+      spec.shoalLogLevel,
+    ]
+    const peers =
+      spec.bootstrap === 'all'
+        ? Array.from({ length: spec.nodes }, (_, i) => i + 1).filter((k) => k !== n.k)
+        : n.k > 1
+          ? [1]
+          : []
+    if (peers.length > 0) args.push('--bootstrap', ...peers.map((k) => `/ip4/${nodeAddr(k)}/tcp/${P2P_PORT}`))
+    return lab.procs.spawn(`shoal-${n.host.name}`, 'ip', args, { env, logFile: join(n.dir, 'shoal.log') })
+  }
+  const configFile = join(n.dir, 'proxy.yml')
+  // Written synchronously before the spawn: the registry reads it at start.
+  const text = registryConfig({
+    addr: `${n.host.addr}:${REGISTRY_PORT}`,
+    root: join(n.dir, 'data'),
+    proxyRemote: `http://${ORIGIN_ADDR}:${REGISTRY_PORT}`,
+  })
+  writeFileSyncSafe(configFile, text)
+  return lab.procs.spawn(
+    `proxy-${n.host.name}`,
+    'ip',
+    ['netns', 'exec', n.host.ns, REGISTRY_BIN, 'serve', configFile],
+    {
+      env,
+      logFile: join(n.dir, 'proxy.log'),
+    },
+  )
+}
+
+function writeFileSyncSafe(path: string, text: string): void {
+  mkdirSync(join(path, '..'), { recursive: true })
+  writeFileSync(path, text)
+}
+
+function startClient(
+  lab: Lab,
+  spec: CaseSpec,
+  pushed: PushedImage,
+  n: NodeState,
+  policy: string,
+  what: 'seed' | 'pull',
+): LabProc {
+  const conf = join(n.dir, 'registries.conf')
+  const direct = spec.system === 'direct'
+  writeFileSync(conf, mirrorRegistriesConf(direct ? undefined : `${n.host.addr}:${REGISTRY_PORT}`))
+  const ref = direct
+    ? `${ORIGIN_ADDR}:${REGISTRY_PORT}/${pushed.repo}:${pushed.image.tag}`
+    : `${ORIGIN_ADDR}:${DEAD_PORT}/${pushed.repo}:${pushed.image.tag}`
+  const args = [
+    'netns',
+    'exec',
+    n.host.ns,
+    SKOPEO_BIN,
+    '--registries-conf',
+    conf,
+    '--policy',
+    policy,
+    'copy',
+    '--quiet',
+    '--src-no-creds',
+  ]
+  if (direct) args.push('--src-tls-verify=false')
+  args.push(`docker://${ref}`, `dir:${n.out}`)
+  return lab.procs.spawn(`skopeo-${n.host.name}-${what}`, 'ip', args, {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir, TMPDIR: n.dir },
+    logFile: join(n.dir, `client-${what}.log`),
+  })
+}
+
+/** Every daemon connected to all the others, or 30 s: the peer counts are recorded either way. */
+async function waitForSwarm(lab: Lab, nodes: NodeState[]): Promise<void> {
+  const probe = lab.probeOrThrow
+  const want = nodes.length - 1
+  const start = performance.now()
+  let counts: number[] = []
+  while (performance.now() - start < 30_000) {
+    counts = await Promise.all(
+      nodes.map(async (n) => {
+        try {
+          const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/status`, 2000)
+          return (JSON.parse(r.body) as { peers?: number }).peers ?? 0
+        } catch {
+          return 0
+        }
+      }),
+    )
+    if (counts.every((c) => c >= want)) break
+    await lab.sleep(250)
+  }
+  nodes.forEach((n, i) => {
+    n.peersAtStart = counts[i]
+  })
+  const ms = performance.now() - start
+  if (counts.every((c) => c >= want))
+    lab.log(`swarm formed: every daemon has ${want} peers (${(ms / 1000).toFixed(1)} s)`)
+  else lab.log(`swarm NOT fully formed after ${(ms / 1000).toFixed(0)} s: peers per node ${counts.join(' ')}`)
+}
+
+async function churn(lab: Lab, nodes: NodeState[], victims: Set<number>, mean: number, label: string): Promise<void> {
+  lab.log(`${label}: mean progress ${(mean * 100).toFixed(0)} %: killing daemons ${[...victims].join(', ')} (SIGKILL)`)
+  for (const n of nodes) {
+    if (!victims.has(n.k)) continue
+    n.role = 'killed'
+    if (n.server !== undefined) {
+      n.usage = usageOf(n.server)
+      await lab.procs.kill(n.server)
+    }
+    if (n.client !== undefined) await lab.procs.kill(n.client)
+  }
+}
+
+function usageOf(p: LabProc): DaemonUsage {
+  const mem = readMem(p.pid)
+  return { cpuSeconds: cpuSeconds(p.pid), peakRssMiB: mem === undefined ? undefined : mem.hwmKiB / 1024 }
+}
+
+export function parseBytesBySource(text: string): BytesBySource {
+  const out: BytesBySource = { origin: 0, peer: 0, cache: 0 }
+  for (const line of text.split('\n')) {
+    const m = /^shoal_blob_bytes_total\{source="(origin|peer|cache)"\}\s+([0-9.e+]+)/.exec(line)
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1] as keyof BytesBySource] = Number(m[2])
+  }
+  return out
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return 0
+  }
+  const sizes = await Promise.all(
+    names.map(async (name) => {
+      try {
+        return (await stat(join(dir, name))).size
+      } catch {
+        return 0 // renamed meanwhile
+      }
+    }),
+  )
+  return sizes.reduce((a, b) => a + b, 0)
+}
+
+/** Checks the pulled `dir:` layout: every layer and the config present, right size, right sha256. */
+export async function verifyPull(out: string, pushed: PushedImage): Promise<string | undefined> {
+  for (const blob of [pushed.image.config, ...pushed.image.layers]) {
+    const hex = blob.digest.slice('sha256:'.length)
+    const path = join(out, hex)
+    let size: number
+    try {
+      size = (await stat(path)).size
+    } catch {
+      return `blob ${blob.digest} missing from the pulled image`
+    }
+    if (size !== blob.size) return `blob ${blob.digest}: ${size} bytes, want ${blob.size}`
+    const hash = createHash('sha256')
+    for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer)
+    if (hash.digest('hex') !== hex) return `blob ${blob.digest}: wrong content (sha256 differs)`
+  }
+  return undefined
+}
+
+async function waitQuiet(lab: Lab, port: string, quietMs: number, maxMs: number): Promise<void> {
+  const probe = lab.probeOrThrow
+  const start = performance.now()
+  let last = -1
+  let since = performance.now()
+  while (performance.now() - start < maxMs) {
+    const c = await probe.counters([port]).catch(() => ({}) as Record<string, { rx: number }>)
+    const rx = c[port]?.rx ?? -1
+    if (rx !== last) {
+      last = rx
+      since = performance.now()
+    } else if (performance.now() - since >= quietMs) {
+      return
+    }
+    await lab.sleep(250)
+  }
+  lab.log(`origin link not quiet after ${(maxMs / 1000).toFixed(0)} s; counting what it sent so far`)
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, lab: Lab): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const abort = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms)
+    lab.opts.signal.addEventListener('abort', () => resolve(undefined), { once: true })
+  })
+  try {
+    const r = await Promise.race([p, abort])
+    lab.checkAbort()
+    return r
+  } finally {
+    if (timer !== undefined) clearTimeout(timer)
+  }
+}

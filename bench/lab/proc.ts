@@ -1,0 +1,176 @@
+/**
+ * The processes the lab starts: each one is recorded here when it is spawned, and stopped by its
+ * PID only (SIGTERM, then SIGKILL after a bound). Nothing is ever signalled by name or group.
+ *
+ * `ip netns exec NS CMD …` execs CMD in place (no fork), so the PID we spawn is the PID of CMD
+ * itself: stopping it stops the daemon, the registry or the client, not a wrapper.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export interface ExitInfo {
+  code: number | null
+  signal: string | null
+  /** performance.now() when it ended. */
+  at: number
+}
+
+export interface LabProc {
+  readonly name: string
+  readonly pid: number
+  readonly child: ChildProcess
+  readonly logFile: string | undefined
+  /** performance.now() when it was spawned. */
+  readonly startedAt: number
+  readonly exited: Promise<ExitInfo>
+  exit: ExitInfo | undefined
+}
+
+export interface SpawnOptions {
+  logFile?: string
+  env?: NodeJS.ProcessEnv
+  /** stdin/stdout as pipes (for the probe); stderr goes to the log file. */
+  pipe?: boolean
+}
+
+/** CLK_TCK of Linux /proc/PID/stat times. */
+const CLOCK_TICKS = 100
+
+export class ProcTable {
+  private readonly live = new Set<LabProc>()
+  /** Every PID this table ever spawned (for the "all gone afterwards" check). */
+  readonly started: { name: string; pid: number }[] = []
+
+  spawn(name: string, command: string, args: string[], opts: SpawnOptions = {}): LabProc {
+    const fd = opts.logFile === undefined ? 'ignore' : openSync(opts.logFile, 'a')
+    let child: ChildProcess
+    try {
+      child = spawn(command, args, {
+        env: opts.env ?? process.env,
+        stdio: [opts.pipe === true ? 'pipe' : 'ignore', opts.pipe === true ? 'pipe' : fd, fd],
+      })
+    } finally {
+      if (typeof fd === 'number') closeSync(fd)
+    }
+    const pid = child.pid
+    if (pid === undefined) throw new Error(`${name}: spawn of ${command} failed`)
+    const p: LabProc = {
+      name,
+      pid,
+      child,
+      logFile: opts.logFile,
+      startedAt: performance.now(),
+      exit: undefined,
+      exited: new Promise<ExitInfo>((resolve) => {
+        child.once('exit', (code, signal) => {
+          const info = { code, signal, at: performance.now() }
+          p.exit = info
+          this.live.delete(p)
+          resolve(info)
+        })
+        child.once('error', (err) => {
+          const info = { code: -1, signal: `spawn error: ${err.message}`, at: performance.now() }
+          p.exit = info
+          this.live.delete(p)
+          resolve(info)
+        })
+      }),
+    }
+    this.live.add(p)
+    this.started.push({ name, pid })
+    return p
+  }
+
+  /** SIGTERM, up to `graceMs`, then SIGKILL and up to 5 s more. */
+  async stop(p: LabProc, graceMs = 5000): Promise<string> {
+    if (p.exit !== undefined) return describeExit(p.exit)
+    signal(p.pid, 'SIGTERM')
+    const first = await Promise.race([p.exited, sleep(graceMs).then(() => undefined)])
+    if (first !== undefined) return describeExit(first)
+    return this.kill(p)
+  }
+
+  /** SIGKILL now, wait up to 5 s for the exit. */
+  async kill(p: LabProc): Promise<string> {
+    if (p.exit !== undefined) return describeExit(p.exit)
+    signal(p.pid, 'SIGKILL')
+    const r = await Promise.race([p.exited, sleep(5000).then(() => undefined)])
+    return r === undefined ? 'did not exit after SIGKILL' : `${describeExit(r)} (SIGKILL)`
+  }
+
+  async stopAll(graceMs = 5000): Promise<void> {
+    await Promise.all([...this.live].map((p) => this.stop(p, graceMs)))
+  }
+
+  /** Last resort when the lab process itself exits: SIGKILL what is still running. */
+  killAllSync(): void {
+    for (const p of this.live) signal(p.pid, 'SIGKILL')
+  }
+
+  get running(): LabProc[] {
+    return [...this.live]
+  }
+}
+
+export function describeExit(e: ExitInfo): string {
+  return e.signal === null ? `code ${e.code}` : `signal ${e.signal}`
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig)
+  } catch {
+    // already gone
+  }
+}
+
+/** Is a process with this PID alive (and not a zombie)? */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return false
+  }
+}
+
+/** User + system CPU seconds of a live process (all threads), or undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+
+export function tail(file: string | undefined, lines = 15): string {
+  if (file === undefined) return '(no log)'
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}
+
+/** Runs a command to completion with a time bound; rejects with its stderr on failure. */
+export function run(command: string, args: string[], timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      args,
+      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        if (err !== null) {
+          reject(new Error(`${command} ${args.join(' ')}: ${err.message.split('\n')[0]} ${String(stderr).trim()}`))
+          return
+        }
+        resolve(String(stdout))
+      },
+    )
+  })
+}

@@ -1,0 +1,218 @@
+/**
+ * runLab: builds the lab, runs the chosen scenarios (Shoal and, for P1/P2, the baselines in the
+ * same lab), tears everything down, and writes the JSON and the SVG pictures.
+ */
+import { createHash } from 'node:crypto'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { cpus, loadavg, release } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { type CaseSpec, runCase } from './case.js'
+import { Lab } from './lab.js'
+import { run } from './proc.js'
+import { caseKey, renderNodes, renderSummary, representative, summarize } from './report.js'
+import { progressSvg, sweepSvg } from './svg.js'
+import type { LabOptions, LabResult, RunResult, Scenario, System } from './types.js'
+
+export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
+  scenarios: ['P1', 'P2', 'P3', 'P4'],
+  runs: 3,
+  sweepRuns: 1,
+  nodes: 10,
+  sizeMiB: 256,
+  layers: 4,
+  originMbit: 100,
+  nodeMbit: 1000,
+  baselines: ['direct', 'proxy'],
+  staggerMs: 1000,
+  churnKill: 3,
+  churnAt: 0.3,
+  sweepSizesMiB: [64, 128, 256, 512, 1024],
+  sweepNodes: [3, 5, 10, 15, 20],
+  keep: false,
+  shoalLogLevel: 'info',
+  bootstrap: 'one',
+  sampleMs: 250,
+  maxMinutes: 240,
+}
+
+function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][] {
+  const base = {
+    scenario,
+    nodes: opts.nodes,
+    sizeMiB: opts.sizeMiB,
+    staggerMs: 0,
+    churnKill: 0,
+    churnAt: opts.churnAt,
+    warm: false,
+    sampleMs: opts.sampleMs,
+    shoalLogLevel: opts.shoalLogLevel,
+    bootstrap: opts.bootstrap,
+  }
+  const withBaselines = (spec: Omit<CaseSpec, 'run' | 'system'>): Omit<CaseSpec, 'run'>[] =>
+    (['shoal', ...opts.baselines] as System[]).map((system) => ({ ...spec, system }))
+  switch (scenario) {
+    case 'P1':
+      return [withBaselines(base)]
+    case 'P2':
+      return [withBaselines({ ...base, staggerMs: opts.staggerMs })]
+    case 'P3':
+      return [[{ ...base, system: 'shoal', churnKill: opts.churnKill }]]
+    case 'P4':
+      return [[{ ...base, system: 'shoal', warm: true }]]
+    case 'size-sweep':
+      return opts.sweepSizesMiB.map((sizeMiB) => [{ ...base, system: 'shoal', sizeMiB }])
+    case 'n-sweep':
+      return opts.sweepNodes.map((nodes) => [{ ...base, system: 'shoal', nodes }])
+  }
+}
+
+export async function runLab(options: LabOptions): Promise<LabResult> {
+  const opts = { ...options }
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`))
+  const controller = new AbortController()
+  const onAbort = (): void => controller.abort()
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  const deadline = setTimeout(() => {
+    log(`[lab] --max-minutes ${opts.maxMinutes} reached: stopping`)
+    controller.abort()
+  }, opts.maxMinutes * 60_000)
+  deadline.unref()
+  const { log: _l, signal: _s, onLab: _o, ...recorded } = opts
+  const result: LabResult = {
+    version: 1,
+    startedAt: new Date().toISOString(),
+    finishedAt: '',
+    options: recorded,
+    machine: {
+      cpus: cpus().length,
+      loadavgStart: loadavg(),
+      loadavgEnd: [],
+      node: process.version,
+      kernel: release(),
+    },
+    engine: await engineVersion(),
+    runs: [],
+    summary: [],
+    errors: [],
+    pids: [],
+    namespaces: [],
+    files: {},
+  }
+  const lab = new Lab({
+    originMbit: opts.originMbit,
+    nodeMbit: opts.nodeMbit,
+    layers: opts.layers,
+    keep: opts.keep,
+    log,
+    signal: controller.signal,
+  })
+  opts.onLab?.(lab)
+  try {
+    const maxNodes = Math.max(opts.nodes, ...(opts.scenarios.includes('n-sweep') ? opts.sweepNodes : []))
+    await lab.setup(maxNodes)
+    for (const scenario of opts.scenarios) {
+      const runs = scenario.endsWith('sweep') ? opts.sweepRuns : opts.runs
+      for (const group of casesOf(opts, scenario)) {
+        for (let run = 1; run <= runs; run++) {
+          for (const spec of group) {
+            lab.checkAbort()
+            result.runs.push(await runCase(lab, { ...spec, run }))
+          }
+        }
+      }
+    }
+  } catch (err) {
+    result.errors.push(err instanceof Error ? err.message : String(err))
+    log(`[lab] ERROR: ${result.errors.at(-1)}`)
+  } finally {
+    clearTimeout(deadline)
+    opts.signal?.removeEventListener('abort', onAbort)
+    log('[lab] teardown: stopping every process the lab started (by PID), deleting its namespaces')
+    const problems = await lab.teardown()
+    result.errors.push(...problems)
+    for (const p of problems) log(`[lab] teardown problem: ${p}`)
+    result.pids = lab.procs.started.map((p) => p.pid)
+    result.namespaces = [...lab.namespaces]
+    if (opts.keep) log(`[lab] kept ${lab.workDir}`)
+  }
+  result.machine.loadavgEnd = loadavg()
+  result.summary = summarize(result.runs)
+  result.finishedAt = new Date().toISOString()
+  await writeOutputs(result, opts.outDir, log)
+  return result
+}
+
+/** git HEAD of the tree the daemon comes from, and a short hash of `git diff HEAD -- src`. */
+async function engineVersion(): Promise<{ head: string; srcDiff: string }> {
+  const root = fileURLToPath(new URL('../../../', import.meta.url))
+  const head = (await run('git', ['-C', root, 'rev-parse', '--short', 'HEAD']).catch(() => 'unknown')).trim()
+  const diff = await run('git', ['-C', root, 'diff', 'HEAD', '--', 'src']).catch(() => '')
+  const srcDiff = diff === '' ? 'clean' : createHash('sha256').update(diff).digest('hex').slice(0, 12)
+  return { head, srcDiff }
+}
+
+/** The printable report: summary table and, for each Shoal case, its nodes (median run). */
+export function renderReport(result: LabResult): string {
+  const parts: string[] = []
+  const o = result.options
+  parts.push(
+    `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s, ${o.layers} layers; ` +
+      `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs`,
+  )
+  parts.push(
+    'origin/S = bytes the origin interface sent / image size; slowest/T* = slowest pull / max(S/R_origin, S/R_node) (P4: S/R_node)',
+  )
+  parts.push('')
+  parts.push(renderSummary(result.summary))
+  const groups = new Map<string, RunResult[]>()
+  for (const r of result.runs) groups.set(caseKey(r), [...(groups.get(caseKey(r)) ?? []), r])
+  for (const runs of groups.values()) {
+    const r = representative(runs)
+    if (r === undefined || r.system !== 'shoal') continue
+    parts.push('')
+    parts.push(
+      `${r.scenario} Shoal, N=${r.nodes}, ${(r.imageBytes / 2 ** 20).toFixed(0)} MiB, run ${r.run} (median): per node${r.killedAtMs === undefined ? '' : `; daemons killed at ${(r.killedAtMs / 1000).toFixed(1)} s`}`,
+    )
+    parts.push(renderNodes(r))
+  }
+  if (result.errors.length > 0) {
+    parts.push('')
+    parts.push(`ERRORS:\n  ${result.errors.join('\n  ')}`)
+  }
+  return parts.join('\n')
+}
+
+async function writeOutputs(result: LabResult, outDir: string, log: (l: string) => void): Promise<void> {
+  await mkdir(outDir, { recursive: true })
+  const stamp = result.startedAt.replace(/[:.]/g, '-')
+  const progress: string[] = []
+  for (const scenario of ['P1', 'P2', 'P3', 'P4'] as Scenario[]) {
+    const runs = result.runs.filter((r) => r.scenario === scenario)
+    if (runs.length === 0) continue
+    const reps: RunResult[] = []
+    for (const system of ['shoal', 'direct', 'proxy'] as System[]) {
+      const r = representative(runs.filter((x) => x.system === system))
+      if (r !== undefined) reps.push(r)
+    }
+    const file = join(outDir, `lab-${scenario}-progress.svg`)
+    await writeFile(file, progressSvg(`${scenario}: progress of every node`, reps))
+    progress.push(file)
+  }
+  if (progress.length > 0) result.files.progressSvg = progress
+  const size = result.summary.filter((c) => c.scenario === 'size-sweep')
+  const nodes = result.summary.filter((c) => c.scenario === 'n-sweep')
+  if (size.length > 0 || nodes.length > 0) {
+    const file = join(outDir, 'lab-sweeps.svg')
+    await writeFile(file, sweepSvg(size, nodes))
+    result.files.sweepSvg = file
+  }
+  const json = join(outDir, `lab-${stamp}.json`)
+  result.files.json = json
+  const text = `${JSON.stringify(result, null, 1)}\n`
+  await writeFile(json, text)
+  await writeFile(join(outDir, 'lab-latest.json'), text)
+  log(
+    `[lab] wrote ${json}${progress.length > 0 ? `, ${progress.join(', ')}` : ''}${result.files.sweepSvg === undefined ? '' : `, ${result.files.sweepSvg}`}`,
+  )
+}

@@ -1,0 +1,148 @@
+/** What the lab measures and writes to its JSON file. */
+
+export type Scenario = 'P1' | 'P2' | 'P3' | 'P4' | 'size-sweep' | 'n-sweep'
+export type System = 'shoal' | 'direct' | 'proxy'
+export type Baseline = Exclude<System, 'shoal'>
+
+export const SCENARIOS: Scenario[] = ['P1', 'P2', 'P3', 'P4', 'size-sweep', 'n-sweep']
+
+export const SYSTEM_LABEL: Record<System, string> = {
+  shoal: 'Shoal',
+  direct: '(a) direct from origin',
+  proxy: '(b) docker-registry proxy per node',
+}
+
+export interface LabOptions {
+  scenarios: Scenario[]
+  /** Runs of each measured case; the summary shows the median. */
+  runs: number
+  /** Runs of each point of a sweep. */
+  sweepRuns: number
+  nodes: number
+  sizeMiB: number
+  layers: number
+  originMbit: number
+  nodeMbit: number
+  /** Baselines run beside Shoal in P1 and P2. */
+  baselines: Baseline[]
+  staggerMs: number
+  churnKill: number
+  /** Mean client progress (0…1) at which the churn daemons are killed. */
+  churnAt: number
+  sweepSizesMiB: number[]
+  sweepNodes: number[]
+  /** Where results (JSON, SVG) are written. */
+  outDir: string
+  /** Keep the work dir (logs, data dirs) under /tmp. */
+  keep: boolean
+  shoalLogLevel: string
+  /** Daemon k>1 bootstraps to node 1 only ('one'), or to every other node ('all'). */
+  bootstrap: 'one' | 'all'
+  sampleMs: number
+  /** Hard bound on the whole lab. */
+  maxMinutes: number
+  /** Progress lines go here (default: stderr). */
+  log?: (line: string) => void
+  /** Aborts the lab (teardown still runs). */
+  signal?: AbortSignal
+  /** Called with the lab once it exists (main uses it for a forced, synchronous kill). */
+  onLab?: (lab: { killAllSync(): void }) => void
+}
+
+export interface BytesBySource {
+  origin: number
+  peer: number
+  cache: number
+}
+
+export interface DaemonUsage {
+  cpuSeconds: number | undefined
+  peakRssMiB: number | undefined
+}
+
+export interface NodeResult {
+  node: number
+  role: 'pull' | 'seed' | 'killed'
+  /** ms from the run's t0 (the first client start). */
+  startMs: number
+  endMs: number | undefined
+  /** endMs − startMs for a finished pull. */
+  durationMs: number | undefined
+  exit: string
+  digestsOk: boolean | undefined
+  ok: boolean
+  error?: string
+  bytesBySource?: BytesBySource
+  /** The node's Shoal daemon or docker-registry proxy. */
+  server?: DaemonUsage
+  /** Bytes the node's link received / sent during the run (origin + peers), from the switch port. */
+  netRx?: number
+  netTx?: number
+  /** Peers connected at the start (Shoal). */
+  peersAtStart?: number
+  /** [ms since t0, fraction of the image in the client's output dir]. */
+  progress: [number, number][]
+}
+
+export interface RunResult {
+  scenario: Scenario
+  system: System
+  run: number
+  nodes: number
+  pullers: number
+  imageBytes: number
+  originMbit: number
+  nodeMbit: number
+  /** Link-bound time of one pull, s: max(S/R_origin, S/R_node) (P4: S/R_node). */
+  tStarS: number
+  /** Bytes the origin's interface sent during the run (eth0 tx, until the link was quiet). */
+  originBytes: number
+  originRatio: number
+  /** Blob bytes the Shoal daemons fetched from the origin (their metrics), if Shoal. */
+  originBlobBytes?: number
+  slowestMs: number | undefined
+  slowestRatio: number | undefined
+  medianMs: number | undefined
+  wallMs: number | undefined
+  killedAtMs?: number
+  ok: boolean
+  errors: string[]
+  nodeResults: NodeResult[]
+  /** [ms since t0, origin bytes sent so far]. */
+  originSeries: [number, number][]
+  startedAt: string
+}
+
+export interface CaseSummary {
+  scenario: Scenario
+  system: System
+  nodes: number
+  imageBytes: number
+  tStarS: number
+  runs: number
+  okRuns: number
+  originRatio: number | undefined
+  slowestRatio: number | undefined
+  medianRatio: number | undefined
+  slowestS: number | undefined
+  wallS: number | undefined
+  originBlobRatio?: number | undefined
+  targets: { name: string; value: number | undefined; limit: number; met: boolean | undefined }[]
+}
+
+export interface LabResult {
+  version: 1
+  startedAt: string
+  finishedAt: string
+  options: Omit<LabOptions, 'log' | 'signal' | 'onLab'>
+  machine: { cpus: number; loadavgStart: number[]; loadavgEnd: number[]; node: string; kernel: string }
+  /** Which daemon was measured: git HEAD and a hash of the uncommitted diff of src/ (if any). */
+  engine: { head: string; srcDiff: string }
+  runs: RunResult[]
+  summary: CaseSummary[]
+  errors: string[]
+  /** Every PID the lab started and every namespace it made (to check they are gone). */
+  pids: number[]
+  namespaces: string[]
+  files: { json?: string; progressSvg?: string[]; sweepSvg?: string }
+}
