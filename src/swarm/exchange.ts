@@ -49,7 +49,8 @@ const D = {
   maxSessionsPerBlob: 64,
   maxServing: 16,
   servePerSession: 4,
-  helloTimeoutMs: 5_000,
+  // Includes dialling a peer not connected yet (TCP, Noise, yamux) on a possibly busy node.
+  helloTimeoutMs: 15_000,
   settleMs: 300,
   readyTimeoutMs: 5_000,
   banMs: 10 * 60_000,
@@ -60,6 +61,9 @@ const D = {
 
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
+
+/** How long a claim outlives its claimer's session (which may be replaced meanwhile). */
+const ORPHANED_CLAIM_MS = 10_000
 
 /** Peers named in one peer-exchange message (sent or taken in). */
 const MAX_EXCHANGED_PEERS = 64
@@ -80,6 +84,8 @@ class Session implements SwarmPeer {
   private readonly pending = new Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>()
   readonly writer: FrameWriter
   helloSeen = false
+  /** We opened this stream (of two simultaneous opens, the lower peer ID's stream is kept). */
+  outbound = false
   /** Our peer list for this blob went out on this session (once per session). */
   peersSent = false
   /** Requests from this peer waiting or being served, and those it cancelled meanwhile. */
@@ -214,7 +220,7 @@ class BlobSessions {
   /** Set while a transfer of this blob runs here. */
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
-  readonly claims = new Map<number, { peer: string; at: number }>()
+  readonly claims = new Map<number, { peer: string; at: number; orphanedAt?: number }>()
   idleTimer: NodeJS.Timeout | undefined
 
   constructor(readonly digest: Digest) {}
@@ -263,9 +269,15 @@ class TransferSwarm implements BlobSwarm {
     if (c === undefined) return undefined
     const s = this.blob.sessions.get(c.peer)
     if (s === undefined || s.closed) {
+      // The claimer's session is gone: it may be replaced in a moment (a simultaneous open, a
+      // busy connection) and the claimer is probably still fetching; give it a short grace.
+      const now = Date.now()
+      c.orphanedAt ??= now
+      if (now - c.orphanedAt < ORPHANED_CLAIM_MS) return c
       this.blob.claims.delete(index)
       return undefined
     }
+    c.orphanedAt = undefined
     return c
   }
 
@@ -460,11 +472,18 @@ export class PieceExchange implements SwarmAccess {
     if (this.isBanned(id) || blob.sessions.has(id) || id === this.selfId) return blob.sessions.get(id)
     const stream = await this.node.dialProtocol(peer, PIECES_PROTOCOL, AbortSignal.timeout(this.opts.helloTimeoutMs))
     const existing = blob.sessions.get(id)
-    if (existing !== undefined) {
-      stream.close().catch(() => {})
-      return existing
+    if (existing !== undefined && !existing.closed) {
+      // Both sides opened at once and the peer's stream got here first. The stream opened by the
+      // lower peer ID is the one kept, on both sides.
+      if (existing.outbound || this.selfId > id) {
+        stream.close().catch(() => {})
+        return existing
+      }
+      blob.sessions.delete(id)
+      existing.close()
     }
     const session = new Session(peer, stream, blob)
+    session.outbound = true
     blob.sessions.set(id, session)
     this.readLoop(session).catch(() => {})
     await this.sendHello(session, local)
@@ -558,8 +577,9 @@ export class PieceExchange implements SwarmAccess {
     const blob = this.blobFor(digest)
     const old = blob.sessions.get(id)
     if (old !== undefined) {
-      // Both sides opened at once: keep the stream opened by the lower peer ID.
-      if (this.selfId < id) {
+      // Both sides opened at once: keep the stream opened by the lower peer ID (ours, if we are
+      // lower and opened one; a session the peer opened earlier is stale and replaced).
+      if (this.selfId < id && old.outbound && !old.closed) {
         stream.abort(new ShoalError('ABORTED', 'duplicate session'))
         return
       }

@@ -33,6 +33,15 @@ export interface SwarmNodeInit {
 /** raw codec, sha2-256 multihash: the OCI digest as a CIDv1, the DHT key of a blob. */
 const RAW = 0x55
 const SHA2_256 = 0x12
+/**
+ * After the first connection, the node asks the DHT for its closest peers and connects to them,
+ * at these delays and then every NEIGHBOUR_INTERVAL_MS: one bootstrap address then gives a mesh
+ * (the DHT's own self-query runs once at start, usually before the bootstrap peer knows anyone).
+ */
+const NEIGHBOUR_DELAYS_MS = [500, 3_000, 10_000, 30_000]
+const NEIGHBOUR_INTERVAL_MS = 10 * 60_000
+/** Neighbours dialled per search (the DHT returns its k = 20 closest). */
+const MAX_NEIGHBOUR_DIALS = 20
 /** Addresses per peer taken in or handed out by peer exchange. */
 const MAX_EXCHANGED_ADDRS = 8
 
@@ -50,6 +59,8 @@ export class SwarmNode {
   private readonly log: Logger
   private node: Libp2p | undefined
   private timer: NodeJS.Timeout | undefined
+  private neighbourTimer: NodeJS.Timeout | undefined
+  private neighbourRound = -1
   private readonly controller = new AbortController()
 
   constructor(init: SwarmNodeInit, components: { logger: Logger }) {
@@ -79,6 +90,14 @@ export class SwarmNode {
       streamMuxers: [yamux()],
       peerDiscovery,
       connectionManager: { maxConnections: this.init.maxConnections },
+      // libp2p pings every connection each 10 s and aborts it when a ping misses an adaptive
+      // timeout (5 s at least). Behind megabytes of pieces on a busy node a ping can take longer:
+      // the abort killed every piece session of the connection (and the claims they carried),
+      // which set off duplicate origin fetches in the lab. A peer that cannot answer in 30 s is gone.
+      connectionMonitor: {
+        pingTimeout: { minTimeout: 30_000, maxTimeout: 120_000 },
+        abortConnectionOnPingFailure: false,
+      },
       services: {
         identify: identify({ protocolPrefix: 'shoal' }),
         ping: ping({ protocolPrefix: 'shoal' }),
@@ -100,6 +119,10 @@ export class SwarmNode {
     })
     this.node.addEventListener('peer:connect', (evt) => {
       this.log.debug({ peer: evt.detail.toString() }, 'peer connected')
+      if (this.neighbourRound < 0) {
+        this.neighbourRound = 0
+        this.scheduleNeighbours()
+      }
     })
     await this.node.start()
     this.log.info(
@@ -125,6 +148,49 @@ export class SwarmNode {
         })
     }, delay)
     this.timer.unref()
+  }
+
+  private scheduleNeighbours(): void {
+    const delay = NEIGHBOUR_DELAYS_MS[this.neighbourRound] ?? NEIGHBOUR_INTERVAL_MS
+    this.neighbourTimer = setTimeout(() => {
+      this.meetNeighbours()
+        .then((n) => {
+          if (n > 0) this.log.debug({ dialled: n, peers: this.node?.getPeers().length }, 'met DHT neighbours')
+        })
+        .catch((err: unknown) => this.log.debug({ err: String(err) }, 'neighbour search failed'))
+        .finally(() => {
+          if (this.controller.signal.aborted) return
+          this.neighbourRound++
+          this.scheduleNeighbours()
+        })
+    }, delay)
+    this.neighbourTimer.unref()
+  }
+
+  /** Connects to the peers closest to us in the DHT that we are not connected to yet. */
+  async meetNeighbours(): Promise<number> {
+    const node = this.libp2p
+    const signal = AbortSignal.any([AbortSignal.timeout(15_000), this.controller.signal])
+    const found: PeerId[] = []
+    for await (const p of node.peerRouting.getClosestPeers(node.peerId.toMultihash().bytes, { signal })) {
+      if (p.id.equals(node.peerId) || node.getConnections(p.id).length > 0) continue
+      if (p.multiaddrs.length > 0) await node.peerStore.merge(p.id, { multiaddrs: p.multiaddrs })
+      found.push(p.id)
+      if (found.length >= MAX_NEIGHBOUR_DIALS) break
+    }
+    let dialled = 0
+    await Promise.all(
+      found.map(async (id) => {
+        if (node.getConnections(id).length > 0) return
+        try {
+          await node.dial(id, { signal })
+          dialled++
+        } catch (err) {
+          this.log.debug({ peer: id.toString(), err: String(err) }, 'neighbour dial failed')
+        }
+      }),
+    )
+    return dialled
   }
 
   /** Dials every bootstrap address we are not connected to. */
@@ -218,6 +284,7 @@ export class SwarmNode {
 
   async stop(): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer)
+    if (this.neighbourTimer !== undefined) clearTimeout(this.neighbourTimer)
     this.controller.abort()
     await this.node?.stop()
     this.node = undefined

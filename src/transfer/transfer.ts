@@ -381,7 +381,15 @@ export class Transfer implements LocalBlob {
     if (owner === swarm.selfId) return true
     // The owner gets `ownerWaitMs` from when we first saw it downloading to claim the piece.
     const known = Math.max(this.startedAt, this.firstSeen.get(owner) ?? now)
-    return now - known > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+    const take =
+      now - known > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+    if (take) {
+      this.log.debug(
+        { piece: index, owner, ownerSeenMs: now - known, claim: claim?.peer, claimAgeMs: claim && now - claim.at },
+        'taking over a piece from its rendezvous owner',
+      )
+    }
+    return take
   }
 
   private requestFromPeer(index: number, peer: SwarmPeer): void {
