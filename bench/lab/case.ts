@@ -43,6 +43,7 @@ export interface CaseSpec {
   sampleMs: number
   shoalLogLevel: string
   bootstrap: 'one' | 'all'
+  clientLayout: 'oci' | 'dir'
 }
 
 interface NodeState {
@@ -265,7 +266,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       let digestsOk: boolean | undefined
       let error = n.error
       if (n.role === 'pull' && exit?.code === 0) {
-        const bad = await verifyPull(n.out, pushed)
+        const bad = await verifyPull(n.out, pushed, spec.clientLayout)
         digestsOk = bad === undefined
         if (bad !== undefined) error = bad
       } else if (n.role === 'pull') {
@@ -338,12 +339,18 @@ function runBudgetMs(spec: CaseSpec, S: number, originMbit: number, nodeMbit: nu
 
 function startServer(lab: Lab, spec: CaseSpec, n: NodeState): LabProc {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir }
+  // libp2p's debug logging (DEBUG=libp2p:…) reaches the daemons' logs.
+  if (process.env.DEBUG !== undefined) env.DEBUG = process.env.DEBUG
   if (spec.system === 'shoal') {
     const args = [
       'netns',
       'exec',
       n.host.ns,
       process.execPath,
+      // SHOAL_LAB_CPU_PROF=DIR: every daemon writes a V8 CPU profile there when it stops.
+      ...(process.env.SHOAL_LAB_CPU_PROF
+        ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.SHOAL_LAB_CPU_PROF, n.host.name)]
+        : []),
       SHOAL_MAIN,
       'daemon',
       '--listen',
@@ -420,7 +427,10 @@ function startClient(
     '--src-no-creds',
   ]
   if (direct) args.push('--src-tls-verify=false')
-  args.push(`docker://${ref}`, `dir:${n.out}`)
+  // An OCI layout destination would gzip the uncompressed layers (new digests, and CPU the
+  // daemons then lack): keep them as they are.
+  if (spec.clientLayout === 'oci') args.push('--dest-oci-accept-uncompressed-layers')
+  args.push(`docker://${ref}`, `${spec.clientLayout}:${n.out}`)
   return lab.procs.spawn(`skopeo-${n.host.name}-${what}`, 'ip', args, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir, TMPDIR: n.dir },
     logFile: join(n.dir, `client-${what}.log`),
@@ -483,17 +493,20 @@ export function parseBytesBySource(text: string): BytesBySource {
   return out
 }
 
-async function dirBytes(dir: string): Promise<number> {
-  let names: string[]
+/** Bytes of the files under `dir` (two levels: an OCI layout keeps blobs in blobs/sha256/). */
+async function dirBytes(dir: string, depth = 2): Promise<number> {
+  let entries: import('node:fs').Dirent[]
   try {
-    names = await readdir(dir)
+    entries = await readdir(dir, { withFileTypes: true })
   } catch {
     return 0
   }
   const sizes = await Promise.all(
-    names.map(async (name) => {
+    entries.map(async (e) => {
+      const path = join(dir, e.name)
+      if (e.isDirectory()) return depth > 0 ? dirBytes(path, depth - 1) : 0
       try {
-        return (await stat(join(dir, name))).size
+        return (await stat(path)).size
       } catch {
         return 0 // renamed meanwhile
       }
@@ -502,11 +515,15 @@ async function dirBytes(dir: string): Promise<number> {
   return sizes.reduce((a, b) => a + b, 0)
 }
 
-/** Checks the pulled `dir:` layout: every layer and the config present, right size, right sha256. */
-export async function verifyPull(out: string, pushed: PushedImage): Promise<string | undefined> {
+/** Checks the pulled layout (`dir:` or `oci:`): every layer and the config present, right size, right sha256. */
+export async function verifyPull(
+  out: string,
+  pushed: PushedImage,
+  layout: 'oci' | 'dir' = 'dir',
+): Promise<string | undefined> {
   for (const blob of [pushed.image.config, ...pushed.image.layers]) {
     const hex = blob.digest.slice('sha256:'.length)
-    const path = join(out, hex)
+    const path = layout === 'oci' ? join(out, 'blobs', 'sha256', hex) : join(out, hex)
     let size: number
     try {
       size = (await stat(path)).size

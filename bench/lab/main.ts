@@ -32,6 +32,8 @@ const USAGE = `usage: npm run lab -- [options]        (as root)
   --keep                keep the work dir (/tmp/shoal-shlab*: logs, data dirs)
   --log-level <l>       the daemons' log level (default info)
   --bootstrap <one|all> daemons 2…N bootstrap to node 1 only (default), or each to all the others
+  --client-layout <l>   skopeo's destination: oci (layers in parallel, like containerd; default)
+                        or dir (skopeo 1.9 copies the layers one after the other)
   --max-minutes <n>     hard bound on the whole lab (default 240)
   --cleanup             only remove namespaces (shlab*) and their processes left by a killed lab
   -h, --help`
@@ -72,6 +74,7 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
       keep: { type: 'boolean' },
       'log-level': { type: 'string' },
       bootstrap: { type: 'string' },
+      'client-layout': { type: 'string' },
       'max-minutes': { type: 'string' },
       cleanup: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -116,6 +119,11 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
   if (values.bootstrap !== undefined) {
     if (values.bootstrap !== 'one' && values.bootstrap !== 'all') throw new Error('--bootstrap: one or all')
     o.bootstrap = values.bootstrap
+  }
+  if (values['client-layout'] !== undefined) {
+    if (values['client-layout'] !== 'oci' && values['client-layout'] !== 'dir')
+      throw new Error('--client-layout: oci or dir')
+    o.clientLayout = values['client-layout']
   }
   if (values['max-minutes'] !== undefined) o.maxMinutes = int(values['max-minutes'], 'max-minutes', 1, 24 * 60)
   if (o.scenarios.includes('P3') && o.churnKill >= o.nodes) throw new Error('--churn-kill must be below --nodes')

@@ -32,6 +32,7 @@ export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
   keep: false,
   shoalLogLevel: 'info',
   bootstrap: 'one',
+  clientLayout: 'oci',
   sampleMs: 250,
   maxMinutes: 240,
 }
@@ -48,6 +49,7 @@ function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][
     sampleMs: opts.sampleMs,
     shoalLogLevel: opts.shoalLogLevel,
     bootstrap: opts.bootstrap,
+    clientLayout: opts.clientLayout,
   }
   const withBaselines = (spec: Omit<CaseSpec, 'run' | 'system'>): Omit<CaseSpec, 'run'>[] =>
     (['shoal', ...opts.baselines] as System[]).map((system) => ({ ...spec, system }))

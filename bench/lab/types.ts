@@ -38,6 +38,11 @@ export interface LabOptions {
   shoalLogLevel: string
   /** Daemon k>1 bootstraps to node 1 only ('one'), or to every other node ('all'). */
   bootstrap: 'one' | 'all'
+  /**
+   * skopeo's destination: 'oci' (an OCI layout: layers copied in parallel, as containerd, dockerd
+   * and podman pull them) or 'dir' (skopeo 1.9 copies one layer after the other).
+   */
+  clientLayout: 'oci' | 'dir'
   sampleMs: number
   /** Hard bound on the whole lab. */
   maxMinutes: number

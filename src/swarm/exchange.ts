@@ -62,6 +62,9 @@ const D = {
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
 
+/** The provider search of a download backs off to this interval. */
+const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
+
 /** How long a claim outlives its claimer's session (which may be replaced meanwhile). */
 const ORPHANED_CLAIM_MS = 10_000
 
@@ -449,6 +452,7 @@ export class PieceExchange implements SwarmAccess {
   private async findMore(swarm: TransferSwarm): Promise<void> {
     const blob = swarm.blob
     const signal = swarm.controller.signal
+    let interval = this.opts.findProvidersIntervalMs
     for (let round = 0; round < 100 && !signal.aborted; round++) {
       const roundSignal = AbortSignal.any([signal, AbortSignal.timeout(this.opts.findProvidersIntervalMs * 2)])
       try {
@@ -459,7 +463,9 @@ export class PieceExchange implements SwarmAccess {
       } catch {
         // a round that found nothing or timed out
       }
-      await sleepMs(this.opts.findProvidersIntervalMs, signal)
+      // Each round costs DHT queries on every downloader: back off (3 s, 6 s, … 60 s).
+      await sleepMs(interval, signal)
+      interval = Math.min(interval * 2, MAX_FIND_PROVIDERS_INTERVAL_MS)
     }
   }
 
@@ -541,7 +547,7 @@ export class PieceExchange implements SwarmAccess {
       }
       const id = peer.toString()
       if (id === this.selfId || blob.sessions.has(id) || this.isBanned(id)) continue
-      await this.node.learnAddresses(peer, p.addrs)
+      if (!this.node.isConnected(peer)) await this.node.learnAddresses(peer, p.addrs)
       this.openSession(blob, peer, blob.swarm?.local).catch((err: unknown) => {
         this.log.debug({ peer: id, err: String(err) }, 'session with an exchanged peer failed')
       })

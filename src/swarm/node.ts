@@ -264,6 +264,10 @@ export class SwarmNode {
     if (multiaddrs.length > 0) await this.libp2p.peerStore.merge(peer, { multiaddrs })
   }
 
+  isConnected(peer: PeerId): boolean {
+    return this.libp2p.getConnections(peer).length > 0
+  }
+
   connectedPeers(): PeerId[] {
     return this.libp2p.getPeers()
   }
