@@ -220,6 +220,8 @@ class Session implements SwarmPeer {
 class BlobSessions {
   readonly sessions = new Map<string, Session>()
   size = 0
+  /** Sessions being dialled. */
+  opening = 0
   /** Set while a transfer of this blob runs here. */
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
@@ -249,6 +251,12 @@ class TransferSwarm implements BlobSwarm {
 
   peers(): SwarmPeer[] {
     return [...this.blob.sessions.values()].filter((s) => s.helloSeen && !s.closed)
+  }
+
+  pendingPeers(): number {
+    let n = this.blob.opening
+    for (const s of this.blob.sessions.values()) if (!s.helloSeen && !s.closed) n++
+    return n
   }
 
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array> {
@@ -476,7 +484,14 @@ export class PieceExchange implements SwarmAccess {
   ): Promise<Session | undefined> {
     const id = peer.toString()
     if (this.isBanned(id) || blob.sessions.has(id) || id === this.selfId) return blob.sessions.get(id)
-    const stream = await this.node.dialProtocol(peer, PIECES_PROTOCOL, AbortSignal.timeout(this.opts.helloTimeoutMs))
+    blob.opening++
+    let stream: Stream
+    try {
+      stream = await this.node.dialProtocol(peer, PIECES_PROTOCOL, AbortSignal.timeout(this.opts.helloTimeoutMs))
+    } finally {
+      blob.opening--
+      blob.swarm?.changed()
+    }
     const existing = blob.sessions.get(id)
     if (existing !== undefined && !existing.closed) {
       // Both sides opened at once and the peer's stream got here first. The stream opened by the

@@ -38,6 +38,8 @@ export interface BlobSwarm {
   /** Settles once the peers known now have said what they have (bounded wait). */
   readonly ready: Promise<void>
   peers(): SwarmPeer[]
+  /** Sessions being opened, or opened but whose Hello has not come yet: they may hold the blob. */
+  pendingPeers(): number
   /** Piece `index` from `peer`; rejects on refusal, timeout or a closed stream. */
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array>
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void

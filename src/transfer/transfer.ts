@@ -35,6 +35,8 @@ export interface TransferInit {
   claimTimeoutMs?: number
   /** Between claiming a piece and fetching it, for simultaneous claims to be seen and settled. */
   claimSettleMs?: number
+  /** The longest origin fetches wait for sessions whose Hello has not come yet. */
+  helloWaitMs?: number
 }
 
 export interface TransferComponents {
@@ -55,6 +57,8 @@ const DEFAULTS = {
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
   claimSettleMs: 200,
+  // The session-open bound (dial, Noise, Hello) of the piece exchange.
+  helloWaitMs: 15_000,
   claimTimeoutMs: 30_000,
 }
 
@@ -279,6 +283,12 @@ export class Transfer implements LocalBlob {
     for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
     const swarmActive = peers.length > 0
     if (swarmActive) this.requestFromPeers(peers)
+    // A peer we are opening a session with may hold the blob: on a busy node its Hello can come
+    // after the discovery wait. Nothing from the origin until it has spoken (bounded).
+    if (this.swarm !== undefined && this.swarm.pendingPeers() > 0 && now - this.startedAt < this.opts.helloWaitMs) {
+      this.refreshClaims(now)
+      return
+    }
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
       if (peers.some((p) => p.has(i))) continue // a peer has it: requestFromPeers' business
