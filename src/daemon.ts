@@ -36,6 +36,8 @@ export interface DaemonComponents {
 export interface DaemonOptions {
   /** Test-only fault: this daemon flips a byte of every piece it serves to peers. */
   corruptServedPieces?: boolean
+  /** Test-only: how long piece sessions of a blob no transfer needs stay without a message. */
+  idleSessionsMs?: number | undefined
 }
 
 /** Wires the parts together: store → origin → swarm → transfers/resolver → proxy. */
@@ -144,6 +146,7 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           exchange = new PieceExchange(
             {
               corruptServedPieces: options.corruptServedPieces === true,
+              idleSessionsMs: options.idleSessionsMs,
               uploadLimiter: config.uploadRate === undefined ? undefined : new RateLimiter(config.uploadRate),
             },
             { node, logger, local: (digest) => blobs.local(digest) },

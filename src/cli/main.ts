@@ -87,7 +87,10 @@ Examples:
     const logger = createLogger(config.logLevel)
     // Test-only fault switch (see test/integration): a peer that lies about the pieces it serves.
     const corruptServedPieces = process.env.SHOAL_TEST_CORRUPT_PIECES === '1'
-    const daemon = createDaemon(config, { logger }, { corruptServedPieces })
+    // Test-only: a short idle bound for piece sessions (test/swarm/warm.test.ts).
+    const idle = Number(process.env.SHOAL_TEST_IDLE_SESSIONS_MS)
+    const idleSessionsMs = Number.isInteger(idle) && idle > 0 ? idle : undefined
+    const daemon = createDaemon(config, { logger }, { corruptServedPieces, idleSessionsMs })
     await daemon.start()
     let stopping = false
     const shutdown = (signal: string): void => {

@@ -31,6 +31,8 @@ export interface ExchangeInit {
   banMs?: number
   /** How often a downloading node asks the DHT for more providers. */
   findProvidersIntervalMs?: number
+  /** Sessions of a blob no transfer here needs are closed after this long without a message. */
+  idleSessionsMs?: number | undefined
   /** Test-only fault: flip a byte of every piece served. */
   corruptServedPieces?: boolean
   /** Upload to peers, bytes/s (all peers together). */
@@ -55,12 +57,16 @@ const D = {
   readyTimeoutMs: 5_000,
   banMs: 10 * 60_000,
   findProvidersIntervalMs: 3_000,
+  idleSessionsMs: 60_000,
   corruptServedPieces: false,
   uploadLimiter: undefined as RateLimiter | undefined,
 }
 
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
+
+/** A peer that said it is busy gets no request for this long. */
+const BUSY_BACKOFF_MS = 1_000
 
 /** The provider search of a download backs off to this interval. */
 const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
@@ -80,6 +86,7 @@ class Session implements SwarmPeer {
   downloading = false
   inflight = 0
   throughput = 0
+  busyUntil = 0
   remoteSize = 0
   private bits: Bitfield | undefined
   private rawBits: Uint8Array = new Uint8Array()
@@ -196,10 +203,16 @@ class Session implements SwarmPeer {
     p.resolve(data)
   }
 
-  onReject(index: number): void {
+  onReject(index: number, busy: boolean): void {
     const p = this.pending.get(index)
     if (p === undefined) return
     this.pending.delete(index)
+    if (busy) {
+      // It has the piece but is over its limits: leave it alone a moment, keep its bit.
+      this.busyUntil = Date.now() + BUSY_BACKOFF_MS
+      p.reject(new ShoalError('TOOMANYREQUESTS', `peer busy, piece ${index}`))
+      return
+    }
     this.bits?.clear(index)
     p.reject(new ShoalError('BLOB_UNKNOWN', `peer refused piece ${index}`))
   }
@@ -222,6 +235,8 @@ class BlobSessions {
   size = 0
   /** Sessions being dialled. */
   opening = 0
+  /** When a message last crossed a session of this blob (either way). */
+  lastActivity = Date.now()
   /** Set while a transfer of this blob runs here. */
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
@@ -432,13 +447,24 @@ export class PieceExchange implements SwarmAccess {
       .catch(() => {})
   }
 
-  private scheduleIdle(blob: BlobSessions): void {
+  /**
+   * Sessions of a blob no transfer here needs are closed once no message has crossed any of them
+   * for `idleSessionsMs` and no request is being served — not while peers still fetch from us.
+   */
+  private scheduleIdle(blob: BlobSessions, delay = this.opts.idleSessionsMs): void {
     if (blob.idleTimer !== undefined) clearTimeout(blob.idleTimer)
     blob.idleTimer = setTimeout(() => {
+      blob.idleTimer = undefined
       if (blob.swarm !== undefined) return
+      const quiet = Date.now() - blob.lastActivity
+      const serving = [...blob.sessions.values()].some((s) => s.queued > 0)
+      if (serving || quiet < this.opts.idleSessionsMs) {
+        this.scheduleIdle(blob, this.opts.idleSessionsMs - quiet + 100)
+        return
+      }
       for (const s of blob.sessions.values()) s.close()
       this.blobs.delete(blob.digest.hex)
-    }, 60_000)
+    }, delay)
     blob.idleTimer.unref()
   }
 
@@ -646,6 +672,7 @@ export class PieceExchange implements SwarmAccess {
   }
 
   private onMessage(session: Session, m: Message): void {
+    session.blob.lastActivity = Date.now()
     const swarm = session.blob.swarm
     if (m.hello !== undefined) {
       session.onHello(m.hello)
@@ -661,7 +688,7 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.piece !== undefined) session.onPiece(m.piece.index, m.piece.data)
     if (m.reject !== undefined) {
-      session.onReject(m.reject.index)
+      session.onReject(m.reject.index, m.reject.busy)
       swarm?.changed()
     }
     if (m.cancel !== undefined) session.cancelled.add(m.cancel.index)
@@ -674,7 +701,7 @@ export class PieceExchange implements SwarmAccess {
       const index = m.request.index
       session.cancelled.delete(index)
       if (session.queued >= MAX_QUEUED_REQUESTS) {
-        session.writer.send({ reject: { index } }).catch(() => {})
+        session.writer.send({ reject: { index, busy: true } }).catch(() => {})
         return
       }
       session.queued++
@@ -691,7 +718,7 @@ export class PieceExchange implements SwarmAccess {
   private async serve(session: Session, index: number): Promise<void> {
     const local = session.blob.swarm?.local ?? (await this.localBlob(session.blob.digest))
     if (local === undefined || !local.has(index) || this.isBanned(session.id)) {
-      await session.writer.send({ reject: { index } })
+      await session.writer.send({ reject: { index, busy: false } })
       return
     }
     session.serveSlots ??= new Semaphore(this.opts.servePerSession)
@@ -705,6 +732,7 @@ export class PieceExchange implements SwarmAccess {
         data[0] = (data[0] ?? 0) ^ 0xff
       }
       await session.writer.sendPiece(index, data)
+      session.blob.lastActivity = Date.now()
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength
     } finally {

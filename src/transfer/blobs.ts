@@ -390,7 +390,17 @@ class StoredBlob implements LocalBlob {
   }
 
   /** From the store, or computed once by reading the blob (blobs stored before tables existed). */
-  async pieceTable(): Promise<Uint8Array[] | undefined> {
+  pieceTable(): Promise<Uint8Array[] | undefined> {
+    // One computation however many sessions ask at once.
+    this.tableLoad ??= this.loadPieceTable().finally(() => {
+      this.tableLoad = undefined
+    })
+    return this.tableLoad
+  }
+
+  private tableLoad: Promise<Uint8Array[] | undefined> | undefined
+
+  private async loadPieceTable(): Promise<Uint8Array[] | undefined> {
     if (this.table !== undefined) return this.table
     const hex = await this.store.pieceTable(this.digest)
     if (hex !== undefined && hex.length === this.pieceCount && hex.every((h) => h.length === 64)) {

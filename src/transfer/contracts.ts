@@ -30,6 +30,8 @@ export interface SwarmPeer {
   readonly inflight: number
   /** Recent bytes/s from this peer (0 when unknown). */
   readonly throughput: number
+  /** Until then (epoch ms) the peer said it is too busy for more requests. */
+  readonly busyUntil: number
 }
 
 /** The peers interested in one blob, as one transfer sees them. */

@@ -368,7 +368,10 @@ export class Transfer implements LocalBlob {
     )
     for (const c of candidates) {
       if (this.peerInflight >= this.opts.maxPeerRequests) return
-      const free = peers.filter((p) => p.has(c.index) && p.inflight < this.opts.peerRequestsPerPeer)
+      const now = Date.now()
+      const free = peers.filter(
+        (p) => p.has(c.index) && p.inflight < this.opts.peerRequestsPerPeer && p.busyUntil <= now,
+      )
       if (free.length > 0) this.requestFromPeer(c.index, pickPeer(free))
     }
   }

@@ -136,4 +136,37 @@ describe('swarm: warm pull', { timeout: 120_000 }, () => {
     assert.equal(origin.bytesSentTo(path, 'GET'), originBefore, `the puller went to the origin: ${detail}`)
     assert.equal(bytes.peer, blob.data.length, detail)
   })
+  it('a holder whose own pull ended keeps its sessions while a slow puller still fetches from it', async () => {
+    // The holder closes piece sessions of a blob it no longer downloads once they go quiet
+    // (1.5 s here instead of 60 s): a puller taking ~6 s (2 MiB/s upload) must keep its session,
+    // or it would lose the only holder and go to the origin.
+    const blob = origin.addRandomBlob('team/slow', 12 * MiB + 7)
+    const path = `/v2/team/slow/blobs/${blob.digest}`
+    const holder = await DaemonProcess.start({
+      name: 'slow-holder',
+      dataDir: join(root, 'slow-holder'),
+      upstream: origin.url,
+      uploadRate: '2MiB/s',
+      env: { SHOAL_TEST_IDLE_SESSIONS_MS: '1500' },
+    })
+    daemons.push(holder)
+    const first = await pull(`${holder.url}${path}`)
+    assert.equal(first.digest, blob.digest, holder.describe())
+    const originBefore = origin.bytesSentTo(path, 'GET')
+    const puller = await DaemonProcess.start({
+      name: 'slow-puller',
+      dataDir: join(root, 'slow-puller'),
+      upstream: origin.url,
+      bootstrap: holder.p2pAddrs,
+    })
+    daemons.push(puller)
+    await waitForPeers([puller], 1)
+    const r = await pull(`${puller.url}${path}`, 60_000)
+    assert.equal(r.error, undefined, `${r.error}\n${puller.describe()}`)
+    assert.equal(r.digest, blob.digest)
+    assert.ok(r.ms > 3_000, `the pull took ${r.ms} ms: the upload limit did not hold, the test proves nothing`)
+    const b = await settledBlobBytes(puller, blob.data.length)
+    assert.equal(origin.bytesSentTo(path, 'GET'), originBefore, `the origin sent blob bytes: ${JSON.stringify(b)}`)
+    assert.equal(b.peer, blob.data.length, JSON.stringify(b))
+  })
 })

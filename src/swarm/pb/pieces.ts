@@ -696,6 +696,7 @@ export namespace Cancel {
 
 export interface Reject {
   index: number
+  busy: boolean
 }
 
 export namespace Reject {
@@ -713,12 +714,18 @@ export namespace Reject {
           w.uint32(obj.index)
         }
 
+        if ((obj.busy != null && obj.busy !== false)) {
+          w.uint32(16)
+          w.bool(obj.busy)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          index: 0
+          index: 0,
+          busy: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -729,6 +736,10 @@ export namespace Reject {
           switch (tag >>> 3) {
             case 1: {
               obj.index = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.busy = reader.bool()
               break
             }
             default: {
@@ -753,6 +764,13 @@ export namespace Reject {
               }
               break
             }
+            case 2: {
+              yield {
+                field: `${prefix}.busy`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -770,6 +788,11 @@ export namespace Reject {
     value: number
   }
 
+  export interface RejectBusyFieldEvent {
+    field: '$.busy'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Reject>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Reject.codec())
   }
@@ -778,7 +801,7 @@ export namespace Reject {
     return decodeMessage(buf, Reject.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Reject>): Generator<RejectIndexFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Reject>): Generator<RejectIndexFieldEvent | RejectBusyFieldEvent> {
     return streamMessage(buf, Reject.codec(), opts)
   }
 }
@@ -1303,6 +1326,11 @@ export namespace Message {
     value: number
   }
 
+  export interface MessageRejectBusyFieldEvent {
+    field: '$.reject.busy'
+    value: boolean
+  }
+
   export interface MessagePeersPeersIdFieldEvent {
     field: '$.peers.peers[].id'
     value: Uint8Array<ArrayBuffer>
@@ -1323,7 +1351,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }
