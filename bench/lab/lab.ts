@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { registryConfig } from '../lib/servers.js'
 import { buildImage, type LabImage, MiB, POLICY_ACCEPT_ANYTHING } from './image.js'
 import {
   createTopology,
@@ -287,28 +288,6 @@ export class Lab {
   }
 }
 
-export function registryConfig(opts: { addr: string; root: string; proxyRemote?: string }): string {
-  const lines = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  cache:',
-    '    blobdescriptor: inmemory',
-    '  filesystem:',
-    `    rootdirectory: ${JSON.stringify(opts.root)}`,
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    'http:',
-    `  addr: ${opts.addr}`,
-  ]
-  if (opts.proxyRemote !== undefined) lines.push('proxy:', `  remoteurl: ${JSON.stringify(opts.proxyRemote)}`)
-  return `${lines.join('\n')}\n`
-}
-
 /** The registries.conf of a client that reaches the origin only through `mirror`. */
 export function mirrorRegistriesConf(mirror: string | undefined): string {
   if (mirror === undefined) {
@@ -327,3 +306,4 @@ export function mirrorRegistriesConf(mirror: string | undefined): string {
 }
 
 export type { Host }
+export { registryConfig }

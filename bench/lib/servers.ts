@@ -13,6 +13,29 @@ export interface Server {
   dataDir: string
 }
 
+/** docker-registry 2.8 config: filesystem storage under `root`, quiet logs; a pull-through cache with `proxyRemote`. */
+export function registryConfig(opts: { addr: string; root: string; proxyRemote?: string }): string {
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    '  filesystem:',
+    `    rootdirectory: ${JSON.stringify(opts.root)}`,
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: ${opts.addr}`,
+  ]
+  if (opts.proxyRemote !== undefined) lines.push('proxy:', `  remoteurl: ${JSON.stringify(opts.proxyRemote)}`)
+  return `${lines.join('\n')}\n`
+}
+
 export const REGISTRY_BIN = process.env.BENCH_REGISTRY_BIN ?? '/usr/bin/docker-registry'
 
 /**
@@ -27,26 +50,11 @@ export async function startRegistry(opts: {
 }): Promise<Server> {
   const port = await freePort()
   await mkdir(opts.dataDir, { recursive: true })
-  const lines = [
-    'version: 0.1',
-    'log:',
-    '  level: warn',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  cache:',
-    '    blobdescriptor: inmemory',
-    '  filesystem:',
-    `    rootdirectory: ${JSON.stringify(opts.dataDir)}`,
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    'http:',
-    `  addr: ${LOOPBACK}:${port}`,
-  ]
-  if (opts.proxyRemote !== undefined) lines.push('proxy:', `  remoteurl: ${JSON.stringify(opts.proxyRemote)}`)
   const configFile = join(opts.workDir, `${opts.name}.yml`)
-  await writeFile(configFile, `${lines.join('\n')}\n`)
+  await writeFile(
+    configFile,
+    registryConfig({ addr: `${LOOPBACK}:${port}`, root: opts.dataDir, proxyRemote: opts.proxyRemote }),
+  )
   // Only the config file: no REGISTRY_* variables leak in from the caller's environment.
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.workDir }
   const proc = startProcess(opts.name, REGISTRY_BIN, ['serve', configFile], {
