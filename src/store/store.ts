@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
@@ -196,7 +197,8 @@ class DiskStore implements BlobStore {
   }
 
   async putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void> {
-    const tmp = join(this.dataDir, 'tmp', `${digest.hex}.${process.pid}.${Date.now()}`)
+    // Unique per call: concurrent writers of one manifest must not share (and rename away) a file.
+    const tmp = join(this.dataDir, 'tmp', `${digest.hex}.${process.pid}.${randomUUID()}`)
     const fh = await open(tmp, 'w')
     try {
       await fh.writeFile(bytes)

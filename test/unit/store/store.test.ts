@@ -313,6 +313,19 @@ describe('DiskStore', () => {
     assert.deepEqual(await collect(store.listBlobs()), [d.value])
   })
 
+  test('putSmall of one manifest by many requests at once: every call succeeds, one blob, nothing in tmp/', async () => {
+    // Two clients pulling one multi-arch tag at once store the same manifest in the same millisecond.
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, n: 'same' }))
+    const d = digestOf(bytes)
+    const results = await Promise.allSettled(Array.from({ length: 16 }, () => store.putSmall(d, bytes, OCI_MANIFEST)))
+    assert.deepEqual(
+      results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+      [],
+    )
+    assert.deepEqual(await readFile(store.blobPath(d)), bytes)
+    assert.deepEqual(await readdir(join(dataDir, 'tmp')), [])
+  })
+
   test('putSmall of an empty blob', async () => {
     const empty = new Uint8Array(0)
     const d = digestOf(empty)
