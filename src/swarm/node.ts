@@ -15,6 +15,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import type { Logger } from '../log.js'
 import { parseDigest } from '../oci/digest.js'
 import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
+import { shoalNoiseCrypto } from './noise-crypto.js'
 
 export interface SwarmNodeInit {
   listen: string[]
@@ -85,7 +86,7 @@ export class SwarmNode {
       addresses: { listen: this.init.listen },
       transports: [tcp()],
       connectionEncrypters: this.init.encryption.map((e) =>
-        e === 'tls' ? tls() : noise({ prologueBytes: swarmPrologue(this.init.swarmKey) }),
+        e === 'tls' ? tls() : noise({ prologueBytes: swarmPrologue(this.init.swarmKey), crypto: shoalNoiseCrypto }),
       ),
       streamMuxers: [yamux()],
       peerDiscovery,
