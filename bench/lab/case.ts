@@ -57,6 +57,8 @@ interface NodeState {
   startMs: number | undefined
   progress: [number, number][]
   usage: DaemonUsage | undefined
+  /** The server's CPU seconds at t0. */
+  cpuAtT0: number | undefined
   peersAtStart: number | undefined
   bytesBySource: BytesBySource | undefined
   error: string | undefined
@@ -105,6 +107,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     startMs: undefined,
     progress: [],
     usage: undefined,
+    cpuAtT0: undefined,
     peersAtStart: undefined,
     bytesBySource: undefined,
     error: undefined,
@@ -164,6 +167,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
     const originBefore = await lab.originTx()
     const countersBefore = await probe.counters(nodes.map((n) => n.host.port))
+    for (const n of nodes) n.cpuAtT0 = n.server === undefined ? undefined : cpuSeconds(n.server.pid)
     const t0 = performance.now()
     const since = (): number => performance.now() - t0
     lab.log(
@@ -237,7 +241,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     // Bytes by source and resource use, while the servers still run.
     for (const n of nodes) {
       if (n.server === undefined || n.role === 'killed') continue
-      if (n.server.exit === undefined) n.usage = usageOf(n.server)
+      if (n.server.exit === undefined) n.usage = usageOf(n.server, n.cpuAtT0)
       if (spec.system === 'shoal') {
         try {
           const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
@@ -351,6 +355,8 @@ function startServer(lab: Lab, spec: CaseSpec, n: NodeState): LabProc {
       ...(process.env.SHOAL_LAB_CPU_PROF
         ? ['--cpu-prof', '--cpu-prof-dir', join(process.env.SHOAL_LAB_CPU_PROF, n.host.name)]
         : []),
+      // SHOAL_LAB_NODE_ARGS: more Node flags for the daemons (e.g. --import a probe), space-separated.
+      ...(process.env.SHOAL_LAB_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? []),
       SHOAL_MAIN,
       'daemon',
       '--listen',
@@ -472,16 +478,21 @@ async function churn(lab: Lab, nodes: NodeState[], victims: Set<number>, mean: n
     if (!victims.has(n.k)) continue
     n.role = 'killed'
     if (n.server !== undefined) {
-      n.usage = usageOf(n.server)
+      n.usage = usageOf(n.server, n.cpuAtT0)
       await lab.procs.kill(n.server)
     }
     if (n.client !== undefined) await lab.procs.kill(n.client)
   }
 }
 
-function usageOf(p: LabProc): DaemonUsage {
+function usageOf(p: LabProc, cpuAtT0: number | undefined): DaemonUsage {
   const mem = readMem(p.pid)
-  return { cpuSeconds: cpuSeconds(p.pid), peakRssMiB: mem === undefined ? undefined : mem.hwmKiB / 1024 }
+  const cpu = cpuSeconds(p.pid)
+  return {
+    cpuSeconds: cpu,
+    pullCpuSeconds: cpu === undefined || cpuAtT0 === undefined ? undefined : cpu - cpuAtT0,
+    peakRssMiB: mem === undefined ? undefined : mem.hwmKiB / 1024,
+  }
 }
 
 export function parseBytesBySource(text: string): BytesBySource {

@@ -177,6 +177,13 @@ export function renderReport(result: LabResult): string {
       `${r.scenario} Shoal, N=${r.nodes}, ${(r.imageBytes / 2 ** 20).toFixed(0)} MiB, run ${r.run} (median): per node${r.killedAtMs === undefined ? '' : `; daemons killed at ${(r.killedAtMs / 1000).toFixed(1)} s`}`,
     )
     parts.push(renderNodes(r))
+    const pullCpu = r.nodeResults.reduce((a, n) => a + (n.server?.pullCpuSeconds ?? 0), 0)
+    if (pullCpu > 0 && r.slowestMs !== undefined) {
+      const cores = result.machine.cpus
+      parts.push(
+        `daemons' CPU during the pulls: ${pullCpu.toFixed(1)} s in all, ${(pullCpu / (r.imageBytes / 2 ** 20)).toFixed(3)} s per MiB of image; / ${cores} cores = ${(pullCpu / cores).toFixed(1)} s beside the slowest pull's ${(r.slowestMs / 1000).toFixed(1)} s`,
+      )
+    }
   }
   if (result.errors.length > 0) {
     parts.push('')

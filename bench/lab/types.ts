@@ -61,7 +61,10 @@ export interface BytesBySource {
 }
 
 export interface DaemonUsage {
+  /** The server process's CPU time over its whole life (start-up and swarm forming included). */
   cpuSeconds: number | undefined
+  /** CPU time from the run's t0 (the first pull starting) to the end of the pulls. */
+  pullCpuSeconds?: number | undefined
   peakRssMiB: number | undefined
 }
 
