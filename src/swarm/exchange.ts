@@ -31,6 +31,8 @@ export interface ExchangeInit {
   banMs?: number
   /** How often a downloading node asks the DHT for more providers. */
   findProvidersIntervalMs?: number
+  /** With sessions to this many peers about a blob, the DHT is not asked for more (peer exchange still adds them). */
+  enoughSessions?: number
   /** Sessions of a blob no transfer here needs are closed after this long without a message. */
   idleSessionsMs?: number | undefined
   /** Test-only fault: flip a byte of every piece served. */
@@ -57,13 +59,23 @@ const D = {
   readyTimeoutMs: 5_000,
   banMs: 10 * 60_000,
   findProvidersIntervalMs: 3_000,
+  enoughSessions: 8,
   idleSessionsMs: 60_000,
   corruptServedPieces: false,
   uploadLimiter: undefined as RateLimiter | undefined,
 }
 
+/** Requests queued over all sessions, as a multiple of the pieces served at once; more are rejected busy. */
+const QUEUE_FACTOR = 2
+
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
+
+/** Peers whose last piece bytes are remembered before old entries are dropped. */
+const MAX_TRACKED_PEERS = 4096
+
+/** A frame bigger than any control message: a piece on its way. */
+const PIECE_DATA_HINT = 64 * 1024
 
 /** A peer that said it is busy gets no request for this long. */
 const BUSY_BACKOFF_MS = 1_000
@@ -109,9 +121,23 @@ class Session implements SwarmPeer {
     readonly peer: PeerId,
     readonly stream: Stream,
     readonly blob: BlobSessions,
+    /** When piece bytes last came from each peer, over all its sessions (shared by the exchange). */
+    private readonly pieceDataAt: Map<string, number>,
   ) {
     this.id = peer.toString()
     this.writer = new FrameWriter(stream, HIGH_WATER)
+  }
+
+  /** When piece bytes from this peer last arrived, for any blob: it is sending, if not to this session. */
+  get lastDataAt(): number {
+    return this.pieceDataAt.get(this.id) ?? 0
+  }
+
+  markData(now: number): void {
+    this.pieceDataAt.set(this.id, now)
+    if (this.pieceDataAt.size > MAX_TRACKED_PEERS) {
+      for (const [id, at] of this.pieceDataAt) if (now - at > 60_000) this.pieceDataAt.delete(id)
+    }
   }
 
   has(index: number): boolean {
@@ -196,11 +222,13 @@ class Session implements SwarmPeer {
     })
   }
 
-  onPiece(index: number, data: Uint8Array): void {
+  /** False when no request waits for the piece (it gave up or was cancelled): its bytes were wasted. */
+  onPiece(index: number, data: Uint8Array): boolean {
     const p = this.pending.get(index)
-    if (p === undefined) return
+    if (p === undefined) return false
     this.pending.delete(index)
     p.resolve(data)
+    return true
   }
 
   onReject(index: number, busy: boolean): void {
@@ -349,7 +377,20 @@ export class PieceExchange implements SwarmAccess {
   private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
   private started = false
   /** Counters for metrics and tests. */
-  readonly stats = { piecesServed: 0, bytesServed: 0, peersBanned: 0 }
+  readonly stats = {
+    piecesServed: 0,
+    bytesServed: 0,
+    peersBanned: 0,
+    piecesUnwanted: 0,
+    bytesUnwanted: 0,
+    /** Read for a request, then skipped: cancelled before its turn to be written. */
+    piecesCancelled: 0,
+    /** Requests answered busy because this node had enough queued over all sessions. */
+    busyRejects: 0,
+  }
+  private readonly pieceDataAt = new Map<string, number>()
+  /** Requests queued or being served, over all sessions. */
+  private queuedTotal = 0
 
   constructor(init: ExchangeInit, components: ExchangeComponents) {
     this.opts = { ...D, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) }
@@ -488,6 +529,13 @@ export class PieceExchange implements SwarmAccess {
     const signal = swarm.controller.signal
     let interval = this.opts.findProvidersIntervalMs
     for (let round = 0; round < 100 && !signal.aborted; round++) {
+      // Every search costs DHT queries on every downloader and on the peers that answer them (a
+      // tenth of the lab's CPU went to the DHT during the pulls): with enough sources, skip the
+      // round; sessions that end let the search resume.
+      if (round > 0 && blob.sessions.size >= this.opts.enoughSessions) {
+        await sleepMs(interval, signal)
+        continue
+      }
       const roundSignal = AbortSignal.any([signal, AbortSignal.timeout(this.opts.findProvidersIntervalMs * 2)])
       try {
         for await (const peer of this.node.findProviders(blob.digest.value, roundSignal)) {
@@ -529,7 +577,7 @@ export class PieceExchange implements SwarmAccess {
       blob.sessions.delete(id)
       existing.close()
     }
-    const session = new Session(peer, stream, blob)
+    const session = new Session(peer, stream, blob, this.pieceDataAt)
     session.outbound = true
     blob.sessions.set(id, session)
     this.readLoop(session).catch(() => {})
@@ -637,7 +685,7 @@ export class PieceExchange implements SwarmAccess {
       stream.abort(new ShoalError('TOOMANYREQUESTS', 'too many sessions for this blob'))
       return
     }
-    const session = new Session(peer, stream, blob)
+    const session = new Session(peer, stream, blob, this.pieceDataAt)
     blob.sessions.set(id, session)
     if (blob.swarm === undefined) this.scheduleIdle(blob)
     const local = blob.swarm?.local ?? (await this.localBlob(digest))
@@ -659,7 +707,10 @@ export class PieceExchange implements SwarmAccess {
       for (;;) {
         const r = await it.next()
         if (r.done === true) break
-        for (const m of decoder.push(r.value)) this.onMessage(session, m)
+        const msgs = decoder.push(r.value)
+        // Piece bytes are flowing when a large frame is part-way in or a piece just completed.
+        if (decoder.buffered > PIECE_DATA_HINT || msgs.some((m) => m.piece !== undefined)) session.markData(Date.now())
+        for (const m of msgs) this.onMessage(session, m)
       }
     } catch (err) {
       this.log.debug({ peer: session.id, err: String(err) }, 'piece session ended')
@@ -686,7 +737,10 @@ export class PieceExchange implements SwarmAccess {
       const blob = session.blob
       if (blob.claims.size < 1_000_000) blob.claims.set(m.claim.index, { peer: session.id, at: Date.now() })
     }
-    if (m.piece !== undefined) session.onPiece(m.piece.index, m.piece.data)
+    if (m.piece !== undefined && !session.onPiece(m.piece.index, m.piece.data)) {
+      this.stats.piecesUnwanted++
+      this.stats.bytesUnwanted += m.piece.data.byteLength
+    }
     if (m.reject !== undefined) {
       session.onReject(m.reject.index, m.reject.busy)
       swarm?.changed()
@@ -700,17 +754,22 @@ export class PieceExchange implements SwarmAccess {
     if (m.request !== undefined) {
       const index = m.request.index
       session.cancelled.delete(index)
-      if (session.queued >= MAX_QUEUED_REQUESTS) {
+      // Queues stay short: a request that would wait long here is better asked elsewhere now
+      // than given up on later, when this node may already be sending it (wasted both ways).
+      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.opts.maxServing * QUEUE_FACTOR) {
+        this.stats.busyRejects++
         session.writer.send({ reject: { index, busy: true } }).catch(() => {})
         return
       }
       session.queued++
+      this.queuedTotal++
       this.serve(session, index)
         .catch((err: unknown) => {
           this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
         })
         .finally(() => {
           session.queued--
+          this.queuedTotal--
         })
     }
   }
@@ -731,7 +790,16 @@ export class PieceExchange implements SwarmAccess {
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
       }
-      await session.writer.sendPiece(index, data)
+      // It may wait behind other pieces of this session: a cancel that comes meanwhile skips it.
+      const sent = await session.writer.sendPiece(
+        index,
+        data,
+        () => !session.cancelled.delete(index) && !session.closed,
+      )
+      if (!sent) {
+        this.stats.piecesCancelled++
+        return
+      }
       session.blob.lastActivity = Date.now()
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength

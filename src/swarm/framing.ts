@@ -51,6 +51,11 @@ export class FrameDecoder {
 
   constructor(private readonly maxFrame: number) {}
 
+  /** Bytes of a frame received in part. */
+  get buffered(): number {
+    return this.buf.byteLength
+  }
+
   push(chunk: Uint8Array | Uint8ArrayList): Message[] {
     this.buf.append(chunk)
     const out: Message[] = []
@@ -98,13 +103,24 @@ export class FrameWriter {
     return this.sendParts([encodeFrame(msg)])
   }
 
-  sendPiece(index: number, data: Uint8Array): Promise<void> {
-    return this.sendParts(encodePieceFrame(index, data))
+  /**
+   * `wanted` is asked when the piece's turn to be written comes (it may wait behind others):
+   * false (the requester cancelled meanwhile) skips it. Resolves whether it was sent.
+   */
+  async sendPiece(index: number, data: Uint8Array, wanted: () => boolean = () => true): Promise<boolean> {
+    let sent = false
+    await this.sendParts(() => {
+      if (!wanted()) return []
+      sent = true
+      return encodePieceFrame(index, data)
+    })
+    return sent
   }
 
-  private sendParts(parts: Uint8Array[]): Promise<void> {
+  private sendParts(partsOf: Uint8Array[] | (() => Uint8Array[])): Promise<void> {
     const p = this.chain.then(async () => {
       if (this.stream.status !== 'open') throw new ShoalError('ABORTED', 'stream closed')
+      const parts = typeof partsOf === 'function' ? partsOf() : partsOf
       for (const part of parts) if (part.byteLength > 0) this.stream.send(part)
       while (this.stream.writeBufferLength > this.highWater && this.stream.status === 'open') {
         await new Promise<void>((resolve) => {

@@ -32,6 +32,8 @@ export interface SwarmPeer {
   readonly throughput: number
   /** Until then (epoch ms) the peer said it is too busy for more requests. */
   readonly busyUntil: number
+  /** When (epoch ms) piece bytes from this peer last arrived (0: never). */
+  readonly lastDataAt: number
 }
 
 /** The peers interested in one blob, as one transfer sees them. */

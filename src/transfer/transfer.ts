@@ -28,6 +28,12 @@ export interface TransferInit {
   originAttempts?: number
   peerRequestsPerPeer?: number
   maxPeerRequests?: number
+  /**
+   * A piece request is given up when its peer has sent no piece bytes for this long: a busy
+   * peer still sending (pieces queued before ours) is waited for, a silent one is not.
+   */
+  peerStallMs?: number
+  /** The longest a piece request waits in all. */
   peerRequestTimeoutMs?: number
   /** How long a piece owned by another downloader waits for that owner's claim or Have. */
   ownerWaitMs?: number
@@ -53,7 +59,8 @@ const DEFAULTS = {
   originAttempts: 4,
   peerRequestsPerPeer: 4,
   maxPeerRequests: 16,
-  peerRequestTimeoutMs: 30_000,
+  peerStallMs: 30_000,
+  peerRequestTimeoutMs: 180_000,
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
   claimSettleMs: 200,
@@ -111,6 +118,8 @@ export class Transfer implements LocalBlob {
   /** Who delivered each piece: 'origin' or a peer ID (for repair and banning). */
   private readonly deliveredBy: (string | undefined)[]
   private readonly inflight = new Map<number, string>()
+  /** Piece requests to peers in flight, to be given up when their peer stalls. */
+  private readonly peerRequests = new Map<number, { peer: SwarmPeer; started: number; stop: AbortController }>()
   private originInflight = 0
   private peerInflight = 0
   private readonly originFailures = new Map<number, number>()
@@ -196,7 +205,10 @@ export class Transfer implements LocalBlob {
       this.swarm.onChange(() => this.schedule())
     }
     if (this.state !== 'running') return
-    this.tick = setInterval(() => this.schedule(), 250)
+    this.tick = setInterval(() => {
+      this.giveUpStalled(Date.now())
+      this.schedule()
+    }, 250)
     this.tick.unref()
     this.schedule()
   }
@@ -410,7 +422,11 @@ export class Transfer implements LocalBlob {
     if (swarm === undefined) return
     this.inflight.set(index, peer.id)
     this.peerInflight++
-    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.opts.peerRequestTimeoutMs)])
+    // No fixed timeout: under load a peer's queue can hold a request for long while it sends
+    // others' pieces; giving up then wasted the piece it sent anyway (a tenth of the lab's bytes).
+    const stop = new AbortController()
+    this.peerRequests.set(index, { peer, started: Date.now(), stop })
+    const signal = AbortSignal.any([this.controller.signal, stop.signal])
     swarm
       .request(peer, index, signal)
       .then(async (data) => {
@@ -432,10 +448,21 @@ export class Transfer implements LocalBlob {
         if (this.state === 'running') this.log.debug({ peer: peer.id, index, err: String(err) }, 'piece request failed')
       })
       .finally(() => {
+        this.peerRequests.delete(index)
         this.inflight.delete(index)
         this.peerInflight--
         this.schedule()
       })
+  }
+
+  /** Gives up requests whose peer sent no piece bytes for `peerStallMs`, or that are too old. */
+  private giveUpStalled(now: number): void {
+    for (const r of this.peerRequests.values()) {
+      const quiet = now - Math.max(r.started, r.peer.lastDataAt)
+      if (quiet > this.opts.peerStallMs || now - r.started > this.opts.peerRequestTimeoutMs) {
+        r.stop.abort(new ShoalError('ABORTED', `peer ${r.peer.id} stalled`))
+      }
+    }
   }
 
   /** The hash to check a peer's piece against: another peer's word first, then the sender's own. */

@@ -11,6 +11,7 @@ import { ShoalError } from '../../../src/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
+import type { BlobSwarm, SwarmPeer } from '../../../src/transfer/contracts.js'
 import {
   type ByteOrigin,
   type OriginFetcher,
@@ -564,6 +565,164 @@ describe('Transfer', () => {
     gate.resolve()
     await within(5000, t.done, 'done')
     assert.equal(t.downloading, false)
+  })
+})
+
+/** A peer that holds every piece and answers a request when the test says so. */
+class FakePeer implements SwarmPeer {
+  readonly downloading = false
+  inflight = 0
+  throughput = 0
+  busyUntil = 0
+  lastDataAt = 0
+  holds = true
+  readonly asked: { index: number; at: number; abortedAt?: number; answer: (d: Uint8Array) => void }[] = []
+
+  constructor(
+    readonly id: string,
+    private readonly data: Buffer,
+  ) {}
+
+  has(): boolean {
+    return this.holds
+  }
+
+  hashOf(index: number): Uint8Array {
+    return createHash('sha256')
+      .update(this.data.subarray(index * PIECE, (index + 1) * PIECE))
+      .digest()
+  }
+
+  request(index: number, signal: AbortSignal): Promise<Uint8Array> {
+    this.inflight++
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const entry: FakePeer['asked'][number] = { index, at: Date.now(), answer: resolve }
+      this.asked.push(entry)
+      signal.addEventListener('abort', () => {
+        entry.abortedAt = Date.now()
+        reject(signal.reason)
+      })
+    }).finally(() => this.inflight--)
+  }
+
+  piece(index: number): Uint8Array {
+    return this.data.subarray(index * PIECE, (index + 1) * PIECE)
+  }
+}
+
+function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void } {
+  const listeners: (() => void)[] = []
+  return {
+    selfId: 'self',
+    ready: Promise.resolve(),
+    peers: () => peers.filter((p) => p.holds),
+    pendingPeers: () => 0,
+    request: (peer, index, signal) => (peer as FakePeer).request(index, signal),
+    announceHave: () => {},
+    announceClaim: () => {},
+    claimOf: () => undefined,
+    ban: (id, reason) => assert.fail(`${id} banned: ${reason}`),
+    onChange: (l) => listeners.push(l),
+    close: () => {},
+    changed: () => {
+      for (const l of listeners) l()
+    },
+  }
+}
+
+describe('Transfer: piece requests to peers', () => {
+  let root: string
+  let store: BlobStore
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-unit-stall-'))
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  const noOrigin: OriginFetcher = {
+    name: 'no origin',
+    fetch: () => Promise.reject(new Error('the origin must not be asked')),
+  }
+
+  test('a peer that sends nothing for peerStallMs loses the request; another peer serves it', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(PIECE)
+    const silent = new FakePeer('silent', data)
+    const other = new FakePeer('other', data)
+    other.holds = false
+    const swarm = fakeSwarm([silent, other])
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, peerStallMs: 300, peerRequestsPerPeer: 1 },
+      { store, logger: silentLogger(), origin: noOrigin, swarm },
+    )
+    await t.start()
+    await waitFor('a request to the silent peer', () => silent.asked.length === 1)
+    await waitFor('it to be given up', () => silent.asked[0]?.abortedAt !== undefined, 3000)
+    const waited = (silent.asked[0]?.abortedAt ?? 0) - (silent.asked[0]?.at ?? 0)
+    assert.ok(waited >= 300, `given up after ${waited} ms`)
+    silent.holds = false
+    other.holds = true
+    swarm.changed()
+    await waitFor('a request to the other peer', () => other.asked.length === 1)
+    other.asked[0]?.answer(other.piece(0))
+    await within(5000, t.done, 'done')
+  })
+
+  test('a busy peer that keeps sending piece bytes is waited for past peerStallMs', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(PIECE)
+    const busy = new FakePeer('busy', data)
+    const swarm = fakeSwarm([busy])
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, peerStallMs: 300, peerRequestsPerPeer: 1 },
+      { store, logger: silentLogger(), origin: noOrigin, swarm },
+    )
+    await t.start()
+    await waitFor('a request', () => busy.asked.length === 1)
+    // Other peers' pieces keep flowing from it for 4 stall periods, then ours comes.
+    for (let i = 0; i < 12; i++) {
+      busy.lastDataAt = Date.now()
+      await sleep(100)
+    }
+    assert.equal(busy.asked[0]?.abortedAt, undefined, 'the request was given up while the peer was sending')
+    busy.asked[0]?.answer(busy.piece(0))
+    await within(5000, t.done, 'done')
+    assert.equal(busy.asked.length, 1)
+  })
+
+  test('peerRequestTimeoutMs bounds a request even while the peer sends', { timeout: TEST_TIMEOUT }, async () => {
+    const data = randomBytes(PIECE)
+    const busy = new FakePeer('busy', data)
+    const swarm = fakeSwarm([busy])
+    const t = new Transfer(
+      {
+        digest: digestOf(data),
+        size: data.length,
+        peerStallMs: 10_000,
+        peerRequestTimeoutMs: 500,
+        peerRequestsPerPeer: 1,
+      },
+      { store, logger: silentLogger(), origin: noOrigin, swarm },
+    )
+    await t.start()
+    await waitFor('a request', () => busy.asked.length === 1)
+    const feeding = setInterval(() => {
+      busy.lastDataAt = Date.now()
+    }, 50)
+    try {
+      await waitFor('the bound', () => busy.asked[0]?.abortedAt !== undefined, 3000)
+      await waitFor('a second request', () => busy.asked.length === 2)
+      busy.asked[1]?.answer(busy.piece(0))
+      await within(5000, t.done, 'done')
+    } finally {
+      clearInterval(feeding)
+    }
   })
 })
 
