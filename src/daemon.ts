@@ -194,6 +194,9 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
             collect: () => {
               metrics.connectedPeers.set(node?.connectedPeers().length ?? 0)
               metrics.activeTransfers.set(blobs.activeTransfers)
+              if (exchange !== undefined) {
+                metrics.syncPieceBytes({ served: exchange.stats.bytesServed, unwanted: exchange.stats.bytesUnwanted })
+              }
             },
           })
           await admin.start()

@@ -499,7 +499,9 @@ export function parseBytesBySource(text: string): BytesBySource {
   const out: BytesBySource = { origin: 0, peer: 0, cache: 0 }
   for (const line of text.split('\n')) {
     const m = /^shoal_blob_bytes_total\{source="(origin|peer|cache)"\}\s+([0-9.e+]+)/.exec(line)
-    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1] as keyof BytesBySource] = Number(m[2])
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1] as 'origin' | 'peer' | 'cache'] = Number(m[2])
+    const k = /^shoal_piece_bytes_total\{kind="(served|unwanted)"\}\s+([0-9.e+]+)/.exec(line)
+    if (k?.[1] !== undefined && k[2] !== undefined) out[k[1] as 'served' | 'unwanted'] = Number(k[2])
   }
   return out
 }

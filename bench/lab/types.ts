@@ -58,6 +58,10 @@ export interface BytesBySource {
   origin: number
   peer: number
   cache: number
+  /** Piece bytes served to peers. */
+  served?: number
+  /** Piece bytes received after their request had given up (wasted). */
+  unwanted?: number
 }
 
 export interface DaemonUsage {

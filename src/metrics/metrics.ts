@@ -12,6 +12,8 @@ export class Metrics {
   readonly bytesBySource: Record<'origin' | 'peer' | 'cache', number> = { origin: 0, peer: 0, cache: 0 }
   readonly gcRuns: Counter
   readonly gcDeleted: Counter
+  readonly pieceBytes: Counter<'kind'>
+  private readonly pieceSeen = { served: 0, unwanted: 0 }
 
   constructor() {
     this.blobBytes = new Counter({
@@ -47,11 +49,27 @@ export class Metrics {
       help: 'Blobs deleted by garbage collection',
       registers: [this.registry],
     })
+    this.pieceBytes = new Counter({
+      name: 'shoal_piece_bytes_total',
+      help: 'Piece bytes exchanged with peers: served to them, or received after the request for them had given up (unwanted: wasted link and CPU)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    })
+    for (const kind of ['served', 'unwanted']) this.pieceBytes.inc({ kind }, 0)
     this.activeTransfers = new Gauge({
       name: 'shoal_active_transfers',
       help: 'Blob transfers in progress',
       registers: [this.registry],
     })
+  }
+
+  /** Brings shoal_piece_bytes_total up to the exchange's running totals. */
+  syncPieceBytes(totals: { served: number; unwanted: number }): void {
+    for (const kind of ['served', 'unwanted'] as const) {
+      const delta = totals[kind] - this.pieceSeen[kind]
+      if (delta > 0) this.pieceBytes.inc({ kind }, delta)
+      this.pieceSeen[kind] = totals[kind]
+    }
   }
 
   addBlobBytes(source: 'origin' | 'peer' | 'cache', bytes: number): void {
