@@ -4,12 +4,18 @@
  */
 import type { CaseSummary, RunResult } from './types.js'
 
+type Marker = 'circle' | 'square' | 'triangle'
+
 interface Series {
   points: [number, number][]
   color: string
   dash?: string
+  /** stroke-dashoffset: shifts a dashed line's dashes (two coinciding lines can show both colours). */
+  dashOffset?: number
   width?: number
   label?: string
+  /** Shape of the point markers (drawn for up to 12 points; default circle). */
+  marker?: Marker
 }
 
 interface Mark {
@@ -18,6 +24,8 @@ interface Mark {
   color: string
   /** Label at the left end of a horizontal line (default: right). */
   left?: boolean
+  /** stroke-dasharray of the line (default 5,4). */
+  dash?: string
 }
 
 interface Panel {
@@ -33,11 +41,25 @@ interface Panel {
   yMax: number
   xLog2?: boolean
   xTicks?: number[]
+  /** log2 y axis from yMin (default 0.5) to yMax, a grid line at each power of 2. */
+  yLog2?: boolean
+  yMin?: number
   yFormat?: (v: number) => string
   series: Series[]
   vlines?: Mark[]
   hlines?: Mark[]
-  legend?: { label: string; color: string; dash?: string }[]
+  legend?: LegendEntry[]
+  /** The legend inside the plot, bottom right (default), or in rows under the x axis label. */
+  legendBelow?: boolean
+}
+
+interface LegendEntry {
+  label: string
+  color: string
+  dash?: string
+  marker?: Marker
+  /** Below the plot: start a new row with this entry. */
+  newRow?: boolean
 }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
@@ -49,8 +71,46 @@ function niceStep(range: number, target: number): number {
   return 10 * pow
 }
 
+const LEGEND_ROW = 14
+
+function marker(shape: Marker | undefined, x: number, y: number, color: string): string {
+  const f = (v: number): string => v.toFixed(1)
+  if (shape === 'square') return `<rect x="${f(x - 3)}" y="${f(y - 3)}" width="6" height="6" fill="${color}"/>`
+  if (shape === 'triangle')
+    return `<path d="M${f(x)},${f(y - 4)} L${f(x + 3.5)},${f(y + 2.5)} L${f(x - 3.5)},${f(y + 2.5)} Z" fill="${color}"/>`
+  return `<circle cx="${f(x)}" cy="${f(y)}" r="3" fill="${color}"/>`
+}
+
+const legendWidth = (l: LegendEntry): number => 30 + 6 * l.label.length
+
+/** Legend entries left to right, in rows no wider than width (about 6 px per character). */
+function legendRows(legend: LegendEntry[], width: number): LegendEntry[][] {
+  const rows: LegendEntry[][] = []
+  let used = 0
+  for (const l of legend) {
+    const row = rows.at(-1)
+    if (row === undefined || l.newRow === true || (used > 0 && used + legendWidth(l) > width)) {
+      rows.push([l])
+      used = legendWidth(l)
+    } else {
+      row.push(l)
+      used += legendWidth(l)
+    }
+  }
+  return rows
+}
+
+function legendEntry(l: LegendEntry, x: number, y: number): string[] {
+  return [
+    `<line x1="${x}" x2="${x + 18}" y1="${y - 4}" y2="${y - 4}" stroke="${l.color}" stroke-width="2"${l.dash === undefined ? '' : ` stroke-dasharray="${l.dash}"`}/>`,
+    ...(l.marker === undefined ? [] : [marker(l.marker, x + 9, y - 4, l.color)]),
+    `<text x="${x + 22}" y="${y}" font-size="10">${esc(l.label)}</text>`,
+  ]
+}
+
 function panel(p: Panel): string {
-  const m = { l: 56, r: 12, t: 28, b: 40 }
+  const below = p.legendBelow === true ? legendRows(p.legend ?? [], p.w - 56 - 12) : []
+  const m = { l: 56, r: 12, t: 28, b: 40 + LEGEND_ROW * below.length }
   const iw = p.w - m.l - m.r
   const ih = p.h - m.t - m.b
   const xMin = p.xMin ?? 0
@@ -62,14 +122,25 @@ function panel(p: Panel): string {
     }
     return p.x + m.l + ((v - xMin) / (p.xMax - xMin || 1)) * iw
   }
-  const fy = (v: number): number => p.y + m.t + ih - (Math.min(v, p.yMax * 1.02) / p.yMax) * ih
+  const yMin = p.yMin ?? 0.5
+  const fy = (v: number): number => {
+    if (p.yLog2 === true) {
+      const lo = Math.log2(yMin)
+      const hi = Math.log2(p.yMax)
+      const c = Math.log2(Math.min(Math.max(v, yMin), p.yMax * 1.02))
+      return p.y + m.t + ih - ((c - lo) / (hi - lo || 1)) * ih
+    }
+    return p.y + m.t + ih - (Math.min(v, p.yMax * 1.02) / p.yMax) * ih
+  }
   const out: string[] = []
   out.push(`<text x="${p.x + m.l}" y="${p.y + 18}" font-size="13" font-weight="bold">${esc(p.title)}</text>`)
   out.push(
     `<rect x="${p.x + m.l}" y="${p.y + m.t}" width="${iw}" height="${ih}" fill="#fff" stroke="#999" stroke-width="1"/>`,
   )
-  const yStep = niceStep(p.yMax, 5)
-  for (let v = 0; v <= p.yMax + 1e-9; v += yStep) {
+  const yTicks: number[] = []
+  if (p.yLog2 === true) for (let v = yMin; v <= p.yMax * (1 + 1e-9); v *= 2) yTicks.push(v)
+  else for (let v = 0, step = niceStep(p.yMax, 5); v <= p.yMax + 1e-9; v += step) yTicks.push(v)
+  for (const v of yTicks) {
     const y = fy(v)
     out.push(`<line x1="${p.x + m.l}" x2="${p.x + m.l + iw}" y1="${y}" y2="${y}" stroke="#eee"/>`)
     const label = p.yFormat === undefined ? String(Number(v.toFixed(3))) : p.yFormat(v)
@@ -91,7 +162,7 @@ function panel(p: Panel): string {
     )
   }
   out.push(
-    `<text x="${p.x + m.l + iw / 2}" y="${p.y + p.h - 6}" font-size="11" text-anchor="middle">${esc(p.xLabel)}</text>`,
+    `<text x="${p.x + m.l + iw / 2}" y="${p.y + m.t + ih + 34}" font-size="11" text-anchor="middle">${esc(p.xLabel)}</text>`,
   )
   out.push(
     `<text transform="translate(${p.x + 14},${p.y + m.t + ih / 2}) rotate(-90)" font-size="11" text-anchor="middle">${esc(p.yLabel)}</text>`,
@@ -99,7 +170,7 @@ function panel(p: Panel): string {
   for (const h of p.hlines ?? []) {
     const y = fy(h.at)
     out.push(
-      `<line x1="${p.x + m.l}" x2="${p.x + m.l + iw}" y1="${y}" y2="${y}" stroke="${h.color}" stroke-dasharray="5,4"/>`,
+      `<line x1="${p.x + m.l}" x2="${p.x + m.l + iw}" y1="${y}" y2="${y}" stroke="${h.color}" stroke-dasharray="${h.dash ?? '5,4'}"/>`,
     )
     const lx = h.left === true ? p.x + m.l + 4 : p.x + m.l + iw - 4
     out.push(
@@ -118,21 +189,24 @@ function panel(p: Panel): string {
     if (s.points.length === 0) continue
     const d = s.points.map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${fx(x).toFixed(1)},${fy(y).toFixed(1)}`).join(' ')
     out.push(
-      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.width ?? 1.5}"${s.dash === undefined ? '' : ` stroke-dasharray="${s.dash}"`}/>`,
+      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.width ?? 1.5}"${s.dash === undefined ? '' : ` stroke-dasharray="${s.dash}"`}${s.dashOffset === undefined ? '' : ` stroke-dashoffset="${s.dashOffset}"`}/>`,
     )
-    if (s.points.length <= 12) {
-      for (const [x, y] of s.points)
-        out.push(`<circle cx="${fx(x).toFixed(1)}" cy="${fy(y).toFixed(1)}" r="3" fill="${s.color}"/>`)
-    }
+    if (s.points.length <= 12) for (const [x, y] of s.points) out.push(marker(s.marker, fx(x), fy(y), s.color))
   }
-  let ly = p.y + m.t + ih - 8 - 14 * ((p.legend ?? []).length - 1)
-  for (const l of p.legend ?? []) {
-    const lx = p.x + m.l + iw - 150
-    out.push(
-      `<line x1="${lx}" x2="${lx + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${l.color}" stroke-width="2"${l.dash === undefined ? '' : ` stroke-dasharray="${l.dash}"`}/>`,
-    )
-    out.push(`<text x="${lx + 22}" y="${ly}" font-size="10">${esc(l.label)}</text>`)
-    ly += 14
+  if (p.legendBelow === true) {
+    below.forEach((row, i) => {
+      let lx = p.x + m.l
+      for (const l of row) {
+        out.push(...legendEntry(l, lx, p.y + m.t + ih + 34 + LEGEND_ROW * (i + 1)))
+        lx += legendWidth(l)
+      }
+    })
+  } else {
+    let ly = p.y + m.t + ih - 8 - LEGEND_ROW * ((p.legend ?? []).length - 1)
+    for (const l of p.legend ?? []) {
+      out.push(...legendEntry(l, p.x + m.l + iw - 150, ly))
+      ly += LEGEND_ROW
+    }
   }
   return out.join('\n')
 }
@@ -209,92 +283,143 @@ export function progressSvg(title: string, runs: RunResult[]): string {
   return doc(Math.max(560, 10 + runs.length * (panelW + 10)), panelH + 54, title, body, sub)
 }
 
-/** The sweeps of P1 (Shoal): slowest/T* and origin bytes/image against size and node count. */
+const SLOWEST = '#1f5fbf'
+const ORIGIN = '#d2691e'
+const TARGET_DASH = '8,3,2,3'
+const SYSTEMS: RunResult['system'][] = ['shoal', 'direct', 'proxy']
+/** Line style of each system in the sweeps (the colour is the metric's). */
+const SWEEP_STYLE: Record<RunResult['system'], { width: number; dash?: string; marker: Marker }> = {
+  shoal: { width: 2, marker: 'circle' },
+  direct: { width: 2, dash: '6 4', marker: 'square' },
+  proxy: { width: 2, dash: '2 3', marker: 'triangle' },
+}
+
+/** Linear y axis up to the largest ratio (at least 2), or log2 (0.5, 1, 2, 4, …) when it is over 8. */
+function sweepY(cases: CaseSummary[]): Pick<Panel, 'yMax' | 'yMin' | 'yLog2'> {
+  const values = cases
+    .flatMap((c) => [c.slowestRatio, c.originRatio])
+    .filter((v): v is number => v !== undefined && Number.isFinite(v))
+  if (Math.max(0, ...values) <= 8) return { yMax: Math.max(2, ...values.map((v) => Math.ceil(v * 2) / 2)) }
+  const low = Math.min(0.5, ...values.filter((v) => v > 0))
+  return {
+    yLog2: true,
+    yMin: Math.max(2 ** -6, 2 ** Math.floor(Math.log2(low))),
+    yMax: 2 ** Math.ceil(Math.log2(Math.max(...values))),
+  }
+}
+
+/**
+ * Per system: slowest/T* (blue) and origin bytes/image (orange) against x; Shoal drawn last, on top.
+ * A baseline's two ratios are both about N (direct) or 2N (proxy), so its lines often coincide: the
+ * orange dashes are shifted by half a period, between the blue ones, so that both stay visible.
+ */
+function sweepSeries(cases: CaseSummary[], x: (c: CaseSummary) => number): Series[] {
+  const out: Series[] = []
+  for (const system of [...SYSTEMS].reverse()) {
+    const pts = cases.filter((c) => c.system === system).sort((a, b) => x(a) - x(b))
+    if (pts.length === 0) continue
+    const style = SWEEP_STYLE[system]
+    const period = (style.dash ?? '').split(/[ ,]+/).reduce((a, v) => a + (Number(v) || 0), 0)
+    const line = (color: string, label: string, value: (c: CaseSummary) => number | undefined): Series => ({
+      ...style,
+      ...(color === ORIGIN && period > 0 ? { dashOffset: period / 2 } : {}),
+      color,
+      label: `${SHORT[system]}: ${label}`,
+      points: pts.flatMap((c): [number, number][] => {
+        const v = value(c)
+        return v === undefined || !Number.isFinite(v) ? [] : [[x(c), v]]
+      }),
+    })
+    out.push(line(SLOWEST, 'slowest node / T*', (c) => c.slowestRatio))
+    out.push(line(ORIGIN, 'origin bytes / image', (c) => c.originRatio))
+  }
+  return out
+}
+
+/**
+ * The sweeps of P1, Shoal and the baselines run beside it: slowest/T* and origin bytes/image against
+ * size and node count. One colour per metric, one line style per system.
+ */
 export function sweepSvg(size: CaseSummary[], nodes: CaseSummary[]): string {
+  const systems = SYSTEMS.filter((s) => [...size, ...nodes].some((c) => c.system === s))
+  const legend: LegendEntry[] = [
+    { label: 'slowest node / T*', color: SLOWEST },
+    { label: 'origin bytes / image', color: ORIGIN },
+    ...systems.map((s, i) => ({
+      label: SHORT[s],
+      color: '#444',
+      marker: SWEEP_STYLE[s].marker,
+      newRow: i === 0,
+      ...(SWEEP_STYLE[s].dash === undefined ? {} : { dash: SWEEP_STYLE[s].dash }),
+    })),
+  ]
   const panelW = 460
-  const panelH = 300
+  const panelH = 300 + LEGEND_ROW * legendRows(legend, panelW - 56 - 12).length
   const body: string[] = []
-  const legend = [
-    { label: 'slowest node / T*', color: '#1f5fbf' },
-    { label: 'origin bytes / image', color: '#d2691e' },
-  ]
   const hlines = [
-    { at: 1.3, label: 'target 1.3', color: '#1f5fbf' },
-    { at: 1.05, label: 'target 1.05', color: '#d2691e', left: true },
+    { at: 1.3, label: 'target 1.3', color: SLOWEST, dash: TARGET_DASH },
+    { at: 1.05, label: 'target 1.05', color: ORIGIN, dash: TARGET_DASH, left: true },
   ]
-  const yMaxOf = (xs: CaseSummary[]): number =>
-    Math.max(2, ...xs.flatMap((c) => [c.slowestRatio ?? 0, c.originRatio ?? 0]).map((v) => Math.ceil(v * 2) / 2))
+  let log = false
+  const yOf = (cases: CaseSummary[]): ReturnType<typeof sweepY> & { yLabel: string } => {
+    const y = sweepY(cases)
+    log ||= y.yLog2 === true
+    return { ...y, yLabel: y.yLog2 === true ? 'ratio (log2 scale)' : 'ratio' }
+  }
   let x = 10
   if (size.length > 0) {
-    const pts = [...size].sort((a, b) => a.imageBytes - b.imageBytes)
     const mib = (c: CaseSummary): number => Math.round(c.imageBytes / 2 ** 20)
+    const ticks = [...new Set(size.map(mib))].sort((a, b) => a - b)
     body.push(
       panel({
         x,
         y: 44,
         w: panelW,
         h: panelH,
-        title: `size sweep (N=${pts[0]?.nodes ?? '?'})`,
+        title: `size sweep (N=${size[0]?.nodes ?? '?'})`,
         xLabel: 'image size, MiB (log scale)',
-        yLabel: 'ratio',
-        xMin: mib(pts[0] as CaseSummary) * 0.8,
-        xMax: mib(pts.at(-1) as CaseSummary) * 1.2,
+        xMin: (ticks[0] as number) * 0.8,
+        xMax: (ticks.at(-1) as number) * 1.2,
         xLog2: true,
-        xTicks: pts.map(mib),
-        yMax: yMaxOf(pts),
-        series: [
-          {
-            points: pts.filter((c) => c.slowestRatio !== undefined).map((c) => [mib(c), c.slowestRatio as number]),
-            color: '#1f5fbf',
-            width: 2,
-          },
-          {
-            points: pts.filter((c) => c.originRatio !== undefined).map((c) => [mib(c), c.originRatio as number]),
-            color: '#d2691e',
-            width: 2,
-          },
-        ],
+        xTicks: ticks,
+        ...yOf(size),
+        series: sweepSeries(size, mib),
         hlines,
         legend,
+        legendBelow: true,
       }),
     )
     x += panelW + 10
   }
   if (nodes.length > 0) {
-    const pts = [...nodes].sort((a, b) => a.nodes - b.nodes)
+    const ticks = [...new Set(nodes.map((c) => c.nodes))].sort((a, b) => a - b)
     body.push(
       panel({
         x,
         y: 44,
         w: panelW,
         h: panelH,
-        title: `node-count sweep (${Math.round((pts[0]?.imageBytes ?? 0) / 2 ** 20)} MiB)`,
+        title: `node-count sweep (${Math.round((nodes[0]?.imageBytes ?? 0) / 2 ** 20)} MiB)`,
         xLabel: 'nodes pulling at once',
-        yLabel: 'ratio',
         xMin: 0,
-        xMax: Math.max(...pts.map((c) => c.nodes)) + 1,
-        xTicks: pts.map((c) => c.nodes),
-        yMax: yMaxOf(pts),
-        series: [
-          {
-            points: pts.filter((c) => c.slowestRatio !== undefined).map((c) => [c.nodes, c.slowestRatio as number]),
-            color: '#1f5fbf',
-            width: 2,
-          },
-          {
-            points: pts.filter((c) => c.originRatio !== undefined).map((c) => [c.nodes, c.originRatio as number]),
-            color: '#d2691e',
-            width: 2,
-          },
-        ],
+        xMax: (ticks.at(-1) as number) + 1,
+        xTicks: ticks,
+        ...yOf(nodes),
+        series: sweepSeries(nodes, (c) => c.nodes),
         hlines,
         legend,
+        legendBelow: true,
       }),
     )
     x += panelW + 10
   }
-  const first = size[0] ?? nodes[0]
+  const title =
+    systems.length > 1
+      ? 'P1 sweeps, Shoal and the baselines: slowest node / T* and origin bytes / image'
+      : 'Shoal, P1 sweeps: slowest node / T* and origin bytes / image'
   const sub =
-    first === undefined ? '' : `origin and node links as in P1; dashed: the targets; each point the median of its runs`
-  return doc(Math.max(x, 560), panelH + 54, 'Shoal, P1 sweeps: slowest node / T* and origin bytes / image', body, sub)
+    systems.length === 0
+      ? ''
+      : `origin and node links as in P1; dash-dot: the targets; each point the median of its runs${log ? '; y log2 where a ratio is over 8' : ''}`
+  return doc(Math.max(x, 560), panelH + 54, title, body, sub)
 }
