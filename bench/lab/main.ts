@@ -22,7 +22,9 @@ const USAGE = `usage: npm run lab -- [options]        (as root)
   --layers <n>          layers of the image (default 4)
   --origin-mbit <n>     origin link rate (default 100)
   --node-mbit <n>       node link rate (default 1000)
-  --baselines <list>    direct,proxy or none: baselines beside Shoal in P1 and P2 (default direct,proxy)
+  --baselines <list>    direct,proxy or none: baselines beside Shoal in P1, P2 and at each sweep
+                        point (default direct,proxy)
+  --sweep-baselines <l> direct,proxy or none: the sweeps' baselines instead (default: --baselines)
   --stagger-ms <n>      P2: delay between node starts (default 1000)
   --churn-kill <n>      P3: daemons killed (default 3)
   --churn-at <f>        P3: mean client progress at the kill (default 0.3)
@@ -52,6 +54,13 @@ function int(text: string, name: string, min: number, max: number): number {
   return v
 }
 
+function baselines(text: string, name: string): Baseline[] {
+  const b = list(text)
+  if (b.includes('none')) return []
+  for (const x of b) if (x !== 'direct' && x !== 'proxy') throw new Error(`--${name}: unknown ${x}`)
+  return b as Baseline[]
+}
+
 export function parseLabArgs(argv: string[], outDefault: string): LabOptions & { cleanup: boolean; help: boolean } {
   const { values } = parseArgs({
     args: argv,
@@ -65,6 +74,7 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
       'origin-mbit': { type: 'string' },
       'node-mbit': { type: 'string' },
       baselines: { type: 'string' },
+      'sweep-baselines': { type: 'string' },
       'stagger-ms': { type: 'string' },
       'churn-kill': { type: 'string' },
       'churn-at': { type: 'string' },
@@ -99,11 +109,9 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
   if (values.layers !== undefined) o.layers = int(values.layers, 'layers', 1, 64)
   if (values['origin-mbit'] !== undefined) o.originMbit = int(values['origin-mbit'], 'origin-mbit', 1, 100_000)
   if (values['node-mbit'] !== undefined) o.nodeMbit = int(values['node-mbit'], 'node-mbit', 1, 100_000)
-  if (values.baselines !== undefined) {
-    const b = list(values.baselines)
-    o.baselines = b.includes('none') ? [] : (b as Baseline[])
-    for (const x of o.baselines) if (x !== 'direct' && x !== 'proxy') throw new Error(`--baselines: unknown ${x}`)
-  }
+  if (values.baselines !== undefined) o.baselines = baselines(values.baselines, 'baselines')
+  if (values['sweep-baselines'] !== undefined)
+    o.sweepBaselines = baselines(values['sweep-baselines'], 'sweep-baselines')
   if (values['stagger-ms'] !== undefined) o.staggerMs = int(values['stagger-ms'], 'stagger-ms', 0, 600_000)
   if (values['churn-kill'] !== undefined) o.churnKill = int(values['churn-kill'], 'churn-kill', 0, 39)
   if (values['churn-at'] !== undefined) {

@@ -1,6 +1,6 @@
 /**
- * runLab: builds the lab, runs the chosen scenarios (Shoal and, for P1/P2, the baselines in the
- * same lab), tears everything down, and writes the JSON and the SVG pictures.
+ * runLab: builds the lab, runs the chosen scenarios (Shoal and, for P1, P2 and each sweep point,
+ * the baselines in the same lab), tears everything down, and writes the JSON and the SVG pictures.
  */
 import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -12,7 +12,7 @@ import { Lab } from './lab.js'
 import { run } from './proc.js'
 import { caseKey, renderNodes, renderSummary, representative, summarize } from './report.js'
 import { progressSvg, sweepSvg } from './svg.js'
-import type { LabOptions, LabResult, RunResult, Scenario, System } from './types.js'
+import type { Baseline, LabOptions, LabResult, RunResult, Scenario, System } from './types.js'
 
 export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
   scenarios: ['P1', 'P2', 'P3', 'P4'],
@@ -37,7 +37,8 @@ export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
   maxMinutes: 240,
 }
 
-function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][] {
+/** The cases of a scenario, in groups (one per P1/P2 case or sweep point) whose runs interleave. */
+export function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][] {
   const base = {
     scenario,
     nodes: opts.nodes,
@@ -51,8 +52,11 @@ function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][
     bootstrap: opts.bootstrap,
     clientLayout: opts.clientLayout,
   }
-  const withBaselines = (spec: Omit<CaseSpec, 'run' | 'system'>): Omit<CaseSpec, 'run'>[] =>
-    (['shoal', ...opts.baselines] as System[]).map((system) => ({ ...spec, system }))
+  const withBaselines = (
+    spec: Omit<CaseSpec, 'run' | 'system'>,
+    baselines: Baseline[] = opts.baselines,
+  ): Omit<CaseSpec, 'run'>[] => (['shoal', ...baselines] as System[]).map((system) => ({ ...spec, system }))
+  const sweepBaselines = opts.sweepBaselines ?? opts.baselines
   switch (scenario) {
     case 'P1':
       return [withBaselines(base)]
@@ -63,9 +67,9 @@ function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'run'>[][
     case 'P4':
       return [[{ ...base, system: 'shoal', warm: true }]]
     case 'size-sweep':
-      return opts.sweepSizesMiB.map((sizeMiB) => [{ ...base, system: 'shoal', sizeMiB }])
+      return opts.sweepSizesMiB.map((sizeMiB) => withBaselines({ ...base, sizeMiB }, sweepBaselines))
     case 'n-sweep':
-      return opts.sweepNodes.map((nodes) => [{ ...base, system: 'shoal', nodes }])
+      return opts.sweepNodes.map((nodes) => withBaselines({ ...base, nodes }, sweepBaselines))
   }
 }
 

@@ -23,8 +23,10 @@ export interface LabOptions {
   layers: number
   originMbit: number
   nodeMbit: number
-  /** Baselines run beside Shoal in P1 and P2. */
+  /** Baselines run beside Shoal in P1 and P2 (and in the sweeps, unless sweepBaselines says otherwise). */
   baselines: Baseline[]
+  /** Baselines run beside Shoal at each point of the sweeps (default: baselines). */
+  sweepBaselines?: Baseline[]
   staggerMs: number
   churnKill: number
   /** Mean client progress (0…1) at which the churn daemons are killed. */

@@ -1,14 +1,17 @@
 /**
- * The lab's sweeps without running the lab: how the summaries of a sweep point's systems stay apart,
- * and the sweep chart (Shoal and the baselines).
+ * The lab's sweeps without running the lab: which cases a sweep point runs, how their summaries stay
+ * apart, and the sweep chart (Shoal and the baselines).
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { renderSummary, summarize } from '../../../bench/lab/report.js'
+import { casesOf, DEFAULTS } from '../../../bench/lab/run.js'
 import { sweepSvg } from '../../../bench/lab/svg.js'
-import type { CaseSummary, RunResult, Scenario, System } from '../../../bench/lab/types.js'
+import type { CaseSummary, LabOptions, RunResult, Scenario, System } from '../../../bench/lab/types.js'
 
 const MiB = 2 ** 20
+const opts = (o: Partial<LabOptions> = {}): LabOptions => ({ ...DEFAULTS, outDir: '/nonexistent', ...o })
+const systemsOf = (group: { system: System }[]): System[] => group.map((c) => c.system)
 
 function runOf(scenario: Scenario, system: System, nodes: number, sizeMiB: number, run = 1): RunResult {
   // Link-bound shapes: (a) direct sends N images and takes ~N T*, (b) proxies ~2N.
@@ -61,6 +64,44 @@ function wellFormed(svg: string): string[] {
 const seriesPaths = (tags: string[]): string[] => tags.filter((t) => t.startsWith('<path ') && !/ Z"/.test(t))
 
 describe('lab sweeps', () => {
+  test('casesOf: each sweep point runs Shoal, direct and proxy by default, as P1 does', () => {
+    const o = opts()
+    assert.deepEqual(casesOf(o, 'P1').map(systemsOf), [['shoal', 'direct', 'proxy']])
+    const size = casesOf(o, 'size-sweep')
+    assert.equal(size.length, DEFAULTS.sweepSizesMiB.length)
+    size.forEach((group, i) => {
+      assert.deepEqual(systemsOf(group), ['shoal', 'direct', 'proxy'])
+      for (const c of group) {
+        assert.equal(c.sizeMiB, DEFAULTS.sweepSizesMiB[i])
+        assert.equal(c.nodes, DEFAULTS.nodes)
+        assert.equal(c.scenario, 'size-sweep')
+      }
+    })
+    const nodes = casesOf(o, 'n-sweep')
+    assert.equal(nodes.length, DEFAULTS.sweepNodes.length)
+    nodes.forEach((group, i) => {
+      assert.deepEqual(systemsOf(group), ['shoal', 'direct', 'proxy'])
+      for (const c of group) {
+        assert.equal(c.nodes, DEFAULTS.sweepNodes[i])
+        assert.equal(c.sizeMiB, DEFAULTS.sizeMiB)
+      }
+    })
+  })
+
+  test('casesOf: --baselines none leaves Shoal alone in the sweeps; --sweep-baselines overrides', () => {
+    const none = opts({ baselines: [] })
+    for (const s of ['P1', 'size-sweep', 'n-sweep'] as Scenario[])
+      for (const group of casesOf(none, s)) assert.deepEqual(systemsOf(group), ['shoal'])
+    const direct = opts({ baselines: ['direct'] })
+    for (const group of casesOf(direct, 'n-sweep')) assert.deepEqual(systemsOf(group), ['shoal', 'direct'])
+    const sweepOnly = opts({ sweepBaselines: [] })
+    assert.deepEqual(casesOf(sweepOnly, 'P1').map(systemsOf), [['shoal', 'direct', 'proxy']])
+    for (const group of casesOf(sweepOnly, 'size-sweep')) assert.deepEqual(systemsOf(group), ['shoal'])
+    // P3 and P4 stay Shoal only.
+    assert.deepEqual(casesOf(opts(), 'P3').map(systemsOf), [['shoal']])
+    assert.deepEqual(casesOf(opts(), 'P4').map(systemsOf), [['shoal']])
+  })
+
   test('summarize keeps the systems of a sweep point apart; the table shows every row', () => {
     const runs: RunResult[] = []
     for (const n of [3, 10])
