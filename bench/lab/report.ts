@@ -75,7 +75,8 @@ export function summarize(runs: RunResult[]): CaseSummary[] {
 
 const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? 'n/a' : v.toFixed(d))
 
-function grid(rows: string[][]): string {
+/** Columns padded to their widest cell: the first left-aligned, the others right-aligned. */
+export function grid(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
   return rows
     .map((r) =>

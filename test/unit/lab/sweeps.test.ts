@@ -1,13 +1,20 @@
 /**
  * The lab's sweeps without running the lab: which cases a sweep point runs, how their summaries stay
- * apart, and the sweep chart (Shoal and the baselines).
+ * apart, the sweep chart (Shoal and the baselines), and lab:chart, which draws it from several
+ * result files.
  */
 import assert from 'node:assert/strict'
-import { describe, test } from 'node:test'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { mergeSweeps, readResult } from '../../../bench/lab/chart.js'
 import { renderSummary, summarize } from '../../../bench/lab/report.js'
 import { casesOf, DEFAULTS } from '../../../bench/lab/run.js'
 import { sweepSvg } from '../../../bench/lab/svg.js'
-import type { CaseSummary, LabOptions, RunResult, Scenario, System } from '../../../bench/lab/types.js'
+import type { CaseSummary, LabOptions, LabResult, RunResult, Scenario, System } from '../../../bench/lab/types.js'
 
 const MiB = 2 ** 20
 const opts = (o: Partial<LabOptions> = {}): LabOptions => ({ ...DEFAULTS, outDir: '/nonexistent', ...o })
@@ -183,5 +190,175 @@ describe('lab sweeps', () => {
     assert.equal(paths.length, 4)
     assert.equal(paths.filter((p) => p.includes('stroke-dasharray="6 4"')).length, 2)
     wellFormed(sweepSvg([], []))
+  })
+})
+
+/** A result file as a lab writes it, with the summary of the given runs. */
+function labResult(startedAt: string, runs: RunResult[]): LabResult {
+  return {
+    version: 1,
+    startedAt,
+    finishedAt: startedAt,
+    options: opts(),
+    machine: { cpus: 2, loadavgStart: [0, 0, 0], loadavgEnd: [0, 0, 0], node: process.version, kernel: 'test' },
+    engine: { head: 'test', srcDiff: 'clean' },
+    runs,
+    summary: summarize(runs),
+    errors: [],
+    pids: [],
+    namespaces: [],
+    files: {},
+  }
+}
+
+const CHART = fileURLToPath(new URL('../../../bench/lab/chart.js', import.meta.url))
+
+function chartCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CHART, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+describe('lab:chart, the sweep chart from several result files', () => {
+  let dir = ''
+  // Older lab: Shoal at every point and direct at the cheap ones. Newer lab: direct and proxy at the
+  // cheap points (direct again at N=3 and at 64 MiB: these must come from the newer file).
+  const OLD = '2026-12-01T10:00:00.000Z'
+  const NEW = '2026-12-02T10:00:00.000Z'
+  const older = labResult(OLD, [
+    ...[64, 256, 1024].map((mib) => runOf('size-sweep', 'shoal', 10, mib)),
+    ...[3, 5, 10, 20].map((n) => runOf('n-sweep', 'shoal', n, 256)),
+    runOf('size-sweep', 'direct', 10, 64),
+    runOf('n-sweep', 'direct', 3, 256),
+    runOf('n-sweep', 'direct', 5, 256),
+    runOf('P1', 'shoal', 10, 256),
+  ])
+  const newer = labResult(NEW, [
+    { ...runOf('size-sweep', 'direct', 10, 64), originRatio: 9.5 },
+    { ...runOf('n-sweep', 'direct', 3, 256), originRatio: 2.5 },
+    runOf('n-sweep', 'proxy', 3, 256),
+    runOf('size-sweep', 'proxy', 10, 64),
+  ])
+  const files = { older: '', newer: '' }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-lab-chart-'))
+    files.older = join(dir, 'lab-older.json')
+    files.newer = join(dir, 'lab-newer.json')
+    await writeFile(files.older, `${JSON.stringify(older, null, 1)}\n`)
+    await writeFile(files.newer, `${JSON.stringify(newer, null, 1)}\n`)
+  })
+  after(() => rm(dir, { recursive: true, force: true }))
+
+  test('mergeSweeps: a case in both files comes from the newer, in either order; the others are all kept', async () => {
+    const read = [await readResult(files.older), await readResult(files.newer)]
+    for (const given of [read, [...read].reverse()]) {
+      const m = mergeSweeps(given)
+      const all = [...m.size, ...m.nodes]
+      // older: 7 Shoal + 3 direct points (P1 left out); newer: 4 points, 2 of them replacing older ones.
+      assert.equal(all.length, 7 + 3 + 4 - 2)
+      assert.ok(
+        all.every((p) => p.summary.scenario === 'size-sweep' || p.summary.scenario === 'n-sweep'),
+        'only the sweeps',
+      )
+      const at = (scenario: Scenario, system: System, nodes: number, mib: number) =>
+        all.find(
+          (p) =>
+            p.summary.scenario === scenario &&
+            p.summary.system === system &&
+            p.summary.nodes === nodes &&
+            p.summary.imageBytes === mib * MiB,
+        )
+      assert.equal(at('size-sweep', 'direct', 10, 64)?.file, files.newer)
+      assert.equal(at('size-sweep', 'direct', 10, 64)?.summary.originRatio, 9.5)
+      assert.equal(at('n-sweep', 'direct', 3, 256)?.file, files.newer)
+      assert.equal(at('n-sweep', 'direct', 3, 256)?.summary.originRatio, 2.5)
+      assert.equal(at('n-sweep', 'direct', 5, 256)?.file, files.older, 'only in the older file: kept')
+      assert.equal(at('n-sweep', 'proxy', 3, 256)?.file, files.newer)
+      for (const n of [3, 5, 10, 20]) assert.equal(at('n-sweep', 'shoal', n, 256)?.file, files.older)
+      for (const mib of [64, 256, 1024]) assert.equal(at('size-sweep', 'shoal', 10, mib)?.file, files.older)
+      const replaced = m.notes.filter((n) => n.includes(`kept ${files.newer}, the newer`))
+      assert.equal(replaced.length, 2, m.notes.join('\n'))
+      assert.ok(replaced.some((n) => n.startsWith('n-sweep direct N=3 256 MiB: ')))
+      assert.ok(replaced.some((n) => n.startsWith('size-sweep direct N=10 64 MiB: ')))
+      assert.equal(m.notes.length, 2, 'nothing else to say')
+      // Sorted for drawing and printing: Shoal first, then by N.
+      assert.deepEqual(
+        m.nodes.filter((p) => p.summary.system === 'shoal').map((p) => p.summary.nodes),
+        [3, 5, 10, 20],
+      )
+      assert.equal(m.nodes[0]?.summary.system, 'shoal')
+    }
+  })
+
+  test('mergeSweeps: same startedAt, the file given last wins; mixed N in a size sweep is noted', () => {
+    const a = labResult(OLD, [runOf('size-sweep', 'shoal', 10, 64)])
+    const b = labResult(OLD, [{ ...runOf('size-sweep', 'shoal', 10, 64), originRatio: 1.5 }])
+    const c = labResult(NEW, [runOf('size-sweep', 'shoal', 5, 256)])
+    const m = mergeSweeps([
+      { file: 'a.json', result: a },
+      { file: 'b.json', result: b },
+      { file: 'c.json', result: c },
+    ])
+    assert.equal(m.size.length, 2)
+    assert.equal(m.size.find((p) => p.summary.nodes === 10)?.file, 'b.json')
+    assert.ok(
+      m.notes.some((n) => n.includes('kept b.json (same start, given last)')),
+      m.notes.join('\n'),
+    )
+    assert.ok(
+      m.notes.some((n) => n.startsWith('size-sweep N not the same at every point (10, 5)')),
+      m.notes.join('\n'),
+    )
+  })
+
+  test('the command writes a well-formed SVG of both files and lists every point with its file', async () => {
+    const svgFile = join(dir, 'sweeps.svg')
+    const r = await chartCli(['--out', svgFile, files.older, files.newer])
+    assert.equal(r.code, 0, r.stderr)
+    const svg = await readFile(svgFile, 'utf8')
+    const paths = seriesPaths(wellFormed(svg))
+    // size: Shoal, direct, proxy; N: Shoal, direct, proxy; two metrics each.
+    assert.equal(paths.length, 2 * 3 * 2)
+    for (const label of ['Shoal', '(a) direct', '(b) proxy per node']) assert.ok(svg.includes(`>${label}</text>`))
+    const lines = r.stdout.trim().split('\n')
+    assert.match(lines[0] ?? '', /^case\s+N\s+MiB\s+origin\/S\s+slowest\/T\*\s+file$/)
+    const pointLines = lines.filter((l) => /^(size|n)-sweep /.test(l))
+    assert.equal(pointLines.length, 12)
+    assert.equal(pointLines.filter((l) => l.endsWith(files.newer)).length, 4)
+    assert.ok(
+      pointLines.some((l) => /^n-sweep direct\s+3\s+256\s+2\.50\s+4\.20\s+/.test(l)),
+      r.stdout,
+    )
+    assert.match(lines.at(-1) ?? '', /^wrote .*sweeps\.svg: 12 sweep point\(s\) from 2 file\(s\)$/)
+    assert.match(
+      r.stderr,
+      /n-sweep direct N=3 256 MiB: in .*lab-older\.json .* and .*lab-newer\.json .*; kept .*lab-newer\.json, the newer/,
+    )
+  })
+
+  test('the command fails clearly: missing file, invalid JSON, no sweep points, no files', async () => {
+    const svgFile = join(dir, 'never.svg')
+    const missing = join(dir, 'nope.json')
+    const r1 = await chartCli(['--out', svgFile, files.older, missing])
+    assert.notEqual(r1.code, 0)
+    assert.equal(r1.stderr.trim(), `cannot read ${missing}: no such file`)
+    const bad = join(dir, 'bad.json')
+    await writeFile(bad, '{"version": 1, "summary": [')
+    const r2 = await chartCli(['--out', svgFile, bad])
+    assert.notEqual(r2.code, 0)
+    assert.match(r2.stderr, new RegExp(`^${bad.replace(/[.\\/]/g, '\\$&')}: not valid JSON`))
+    const p1 = join(dir, 'p1.json')
+    await writeFile(p1, JSON.stringify(labResult(OLD, [runOf('P1', 'shoal', 10, 256)])))
+    const r3 = await chartCli(['--out', svgFile, p1])
+    assert.notEqual(r3.code, 0)
+    assert.match(r3.stderr, /no sweep points \(size-sweep or n-sweep\) in /)
+    const r4 = await chartCli(['--out', svgFile])
+    assert.equal(r4.code, 2)
+    assert.match(r4.stderr, /^no lab result files given/)
+    await assert.rejects(readFile(svgFile), 'no SVG written on failure')
   })
 })
