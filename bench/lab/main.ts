@@ -38,7 +38,10 @@ const USAGE = `usage: npm run lab -- [options]        (as root)
                         or dir (skopeo 1.9 copies the layers one after the other)
   --max-minutes <n>     hard bound on the whole lab (default 240)
   --cleanup             only remove namespaces (shlab*) and their processes left by a killed lab
-  -h, --help`
+  -h, --help
+
+Sweeps run in several labs, one chart from their result files (a case in several: the newest):
+  npm run lab:chart -- --out <file.svg> bench/results/lab-<time>.json...`
 
 function list(text: string): string[] {
   return text
