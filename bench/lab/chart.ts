@@ -55,7 +55,18 @@ export function mergeSweeps(files: ResultFile[]): MergedSweeps {
   const kept = new Map<string, SweepPoint>()
   const notes: string[] = []
   for (const { file, result } of files) {
-    const sweeps = result.summary.filter((c) => SWEEPS.includes(c.scenario))
+    // P1 is the sweeps' common point (its N and size): drawn in both panels, so that a lab of P1
+    // with the baselines gives the sweeps their N = 10, 256 MiB baselines.
+    const own = result.summary.filter((c) => SWEEPS.includes(c.scenario))
+    const ownKeys = new Set(own.map(caseKey))
+    const sweeps = [
+      ...own,
+      ...result.summary
+        .filter((c) => c.scenario === 'P1')
+        .flatMap((c) => SWEEPS.map((scenario): CaseSummary => ({ ...c, scenario })))
+        // The file's own sweep point for the same case wins over its P1.
+        .filter((c) => !ownKeys.has(caseKey(c))),
+    ]
     if (sweeps.length === 0) notes.push(`${file}: no sweep points`)
     for (const summary of sweeps) {
       const point: SweepPoint = { summary, file, startedAt: result.startedAt }
@@ -203,7 +214,7 @@ export async function chartMain(argv: string[]): Promise<number> {
   for (const note of merged.notes) err(`[lab:chart] ${note}`)
   const points = [...merged.size, ...merged.nodes]
   if (points.length === 0) {
-    err(`no sweep points (size-sweep or n-sweep) in ${args.positionals.join(', ')}`)
+    err(`no sweep points (size-sweep, n-sweep or P1) in ${args.positionals.join(', ')}`)
     return 1
   }
   const svg = sweepSvg(

@@ -258,7 +258,7 @@ describe('lab:chart, the sweep chart from several result files', () => {
     for (const given of [read, [...read].reverse()]) {
       const m = mergeSweeps(given)
       const all = [...m.size, ...m.nodes]
-      // older: 7 Shoal + 3 direct points (P1 left out); newer: 4 points, 2 of them replacing older ones.
+      // older: 7 Shoal + 3 direct points (its P1 is the case of its own N=10, 256 MiB points, which win); newer: 4 points, 2 of them replacing older ones.
       assert.equal(all.length, 7 + 3 + 4 - 2)
       assert.ok(
         all.every((p) => p.summary.scenario === 'size-sweep' || p.summary.scenario === 'n-sweep'),
@@ -315,6 +315,22 @@ describe('lab:chart, the sweep chart from several result files', () => {
     )
   })
 
+  test("mergeSweeps: a P1 case is the sweeps' common point, in both panels; a sweep point of a newer lab replaces it", () => {
+    const baselines = labResult(OLD, [runOf('P1', 'direct', 10, 256), runOf('P1', 'shoal', 10, 256)])
+    const sweeps = labResult(NEW, [runOf('n-sweep', 'shoal', 10, 256), runOf('n-sweep', 'shoal', 3, 256)])
+    const m = mergeSweeps([
+      { file: 'p1.json', result: baselines },
+      { file: 'sweeps.json', result: sweeps },
+    ])
+    const direct = (ps: typeof m.size) => ps.filter((p) => p.summary.system === 'direct')
+    assert.equal(direct(m.size).length, 1)
+    assert.equal(direct(m.nodes).length, 1)
+    assert.equal(direct(m.nodes)[0]?.summary.scenario, 'n-sweep')
+    const shoalN10 = m.nodes.find((p) => p.summary.system === 'shoal' && p.summary.nodes === 10)
+    assert.equal(shoalN10?.file, 'sweeps.json')
+    assert.equal(m.size.find((p) => p.summary.system === 'shoal')?.file, 'p1.json')
+  })
+
   test('the command writes a well-formed SVG of both files and lists every point with its file', async () => {
     const svgFile = join(dir, 'sweeps.svg')
     const r = await chartCli(['--out', svgFile, files.older, files.newer])
@@ -351,11 +367,11 @@ describe('lab:chart, the sweep chart from several result files', () => {
     const r2 = await chartCli(['--out', svgFile, bad])
     assert.notEqual(r2.code, 0)
     assert.match(r2.stderr, new RegExp(`^${bad.replace(/[.\\/]/g, '\\$&')}: not valid JSON`))
-    const p1 = join(dir, 'p1.json')
-    await writeFile(p1, JSON.stringify(labResult(OLD, [runOf('P1', 'shoal', 10, 256)])))
-    const r3 = await chartCli(['--out', svgFile, p1])
+    const p3 = join(dir, 'p3.json')
+    await writeFile(p3, JSON.stringify(labResult(OLD, [runOf('P3', 'shoal', 10, 256)])))
+    const r3 = await chartCli(['--out', svgFile, p3])
     assert.notEqual(r3.code, 0)
-    assert.match(r3.stderr, /no sweep points \(size-sweep or n-sweep\) in /)
+    assert.match(r3.stderr, /no sweep points \(size-sweep, n-sweep or P1\) in /)
     const r4 = await chartCli(['--out', svgFile])
     assert.equal(r4.code, 2)
     assert.match(r4.stderr, /^no lab result files given/)
