@@ -118,6 +118,8 @@ export class Transfer implements LocalBlob {
   /** Who delivered each piece: 'origin' or a peer ID (for repair and banning). */
   private readonly deliveredBy: (string | undefined)[]
   private readonly inflight = new Map<number, string>()
+  /** How piece requests to peers ended (ok, stalled, busy, refused, closed, …), for the logs. */
+  private readonly requestOutcomes: Record<string, number> = {}
   /** Piece requests to peers in flight, to be given up when their peer stalls. */
   private readonly peerRequests = new Map<number, { peer: SwarmPeer; started: number; stop: AbortController }>()
   private originInflight = 0
@@ -443,8 +445,20 @@ export class Transfer implements LocalBlob {
         }
         await this.storePiece(index, data, hash, peer.id)
         this.onBytes('peer', data.byteLength)
+        this.countOutcome('ok')
       })
       .catch((err: unknown) => {
+        this.countOutcome(
+          stop.signal.aborted
+            ? 'stalled'
+            : err instanceof ShoalError && err.code === 'TOOMANYREQUESTS'
+              ? 'busy'
+              : err instanceof ShoalError && err.code === 'BLOB_UNKNOWN'
+                ? 'refused'
+                : this.controller.signal.aborted
+                  ? 'stopped'
+                  : 'closed',
+        )
         if (this.state === 'running') this.log.debug({ peer: peer.id, index, err: String(err) }, 'piece request failed')
       })
       .finally(() => {
@@ -453,6 +467,10 @@ export class Transfer implements LocalBlob {
         this.peerInflight--
         this.schedule()
       })
+  }
+
+  private countOutcome(outcome: string): void {
+    this.requestOutcomes[outcome] = (this.requestOutcomes[outcome] ?? 0) + 1
   }
 
   /** Gives up requests whose peer sent no piece bytes for `peerStallMs`, or that are too old. */
@@ -634,7 +652,10 @@ export class Transfer implements LocalBlob {
       return
     }
     await this.commit()
-    this.log.info({ size: this.size, ms: Date.now() - this.startedAt }, 'blob verified and stored')
+    this.log.info(
+      { size: this.size, ms: Date.now() - this.startedAt, peerRequests: this.requestOutcomes },
+      'blob verified and stored',
+    )
   }
 
   /** Verified: clients may have the last byte now; then the partial becomes a complete blob. */
@@ -820,7 +841,10 @@ export class Transfer implements LocalBlob {
     if (this.state === 'running') {
       this.idleTimer = setTimeout(() => {
         if (this.readers === 0 && this.state === 'running') {
-          this.log.info({ pieces: this.have.size }, 'no client left; cancelling transfer')
+          this.log.info(
+            { pieces: this.have.size, peerRequests: this.requestOutcomes },
+            'no client left; cancelling transfer',
+          )
           this.fail(new ShoalError('ABORTED', 'no client left'))
         }
       }, graceMs)
