@@ -35,7 +35,7 @@ export interface CaseSpec {
   sizeMiB: number
   /** Client k starts (k−1)·staggerMs after the first. */
   staggerMs: number
-  /** Kill this many daemons (and their clients) when the mean progress reaches `churnAt`. */
+  /** Kill this many daemons (and their clients) when the daemons' mean progress reaches `churnAt`. */
   churnKill: number
   churnAt: number
   /** Node 1 pulls alone first; nodes 2…N are measured. */
@@ -205,8 +205,12 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
           // a missed sample
         }
         if (victims.size > 0 && killedAt === undefined) {
+          // The daemons' progress (blob bytes they obtained, from /metrics), not the clients': a
+          // client receives each layer in order and lags the pieces its daemon holds, so at 30 % of
+          // the clients' bytes most pieces had long been exchanged and the kill tested little.
           const live = pullers.filter((n) => n.client !== undefined)
-          const mean = live.reduce((a, n) => a + (n.progress.at(-1)?.[1] ?? 0), 0) / Math.max(1, pullers.length)
+          const got = await Promise.all(live.map((n) => daemonProgress(probe, n, S)))
+          const mean = got.reduce((a, v) => a + v, 0) / Math.max(1, pullers.length)
           if (live.length === pullers.length && mean >= spec.churnAt) {
             killedAt = since()
             await churn(lab, nodes, victims, mean, label)
@@ -482,6 +486,17 @@ async function churn(lab: Lab, nodes: NodeState[], victims: Set<number>, mean: n
       await lab.procs.kill(n.server)
     }
     if (n.client !== undefined) await lab.procs.kill(n.client)
+  }
+}
+
+/** The share of the image a daemon has obtained (origin + peer bytes), 0 when its /metrics does not answer. */
+async function daemonProgress(probe: Lab['probeOrThrow'], n: NodeState, imageBytes: number): Promise<number> {
+  try {
+    const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 2000)
+    const b = parseBytesBySource(r.body)
+    return Math.min(1, (b.origin + b.peer) / imageBytes)
+  } catch {
+    return 0
   }
 }
 
