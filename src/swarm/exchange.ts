@@ -381,12 +381,8 @@ export class PieceExchange implements SwarmAccess {
     piecesServed: 0,
     bytesServed: 0,
     peersBanned: 0,
-    piecesUnwanted: 0,
+    /** Piece bytes that arrived after their request had given up. */
     bytesUnwanted: 0,
-    /** Read for a request, then skipped: cancelled before its turn to be written. */
-    piecesCancelled: 0,
-    /** Requests answered busy because this node had enough queued over all sessions. */
-    busyRejects: 0,
   }
   private readonly pieceDataAt = new Map<string, number>()
   /** Requests queued or being served, over all sessions. */
@@ -738,7 +734,6 @@ export class PieceExchange implements SwarmAccess {
       if (blob.claims.size < 1_000_000) blob.claims.set(m.claim.index, { peer: session.id, at: Date.now() })
     }
     if (m.piece !== undefined && !session.onPiece(m.piece.index, m.piece.data)) {
-      this.stats.piecesUnwanted++
       this.stats.bytesUnwanted += m.piece.data.byteLength
     }
     if (m.reject !== undefined) {
@@ -757,7 +752,6 @@ export class PieceExchange implements SwarmAccess {
       // Queues stay short: a request that would wait long here is better asked elsewhere now
       // than given up on later, when this node may already be sending it (wasted both ways).
       if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.opts.maxServing * QUEUE_FACTOR) {
-        this.stats.busyRejects++
         session.writer.send({ reject: { index, busy: true } }).catch(() => {})
         return
       }
@@ -796,10 +790,7 @@ export class PieceExchange implements SwarmAccess {
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
-      if (!sent) {
-        this.stats.piecesCancelled++
-        return
-      }
+      if (!sent) return
       session.blob.lastActivity = Date.now()
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength

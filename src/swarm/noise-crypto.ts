@@ -14,14 +14,6 @@ interface CachedKey {
 }
 
 /**
- * Noise's transport cipher, as the default Node crypto does it but cheaper per message. Every
- * 64 KiB transport message is sealed with a fresh cipher object; given the key as raw bytes,
- * Node imports it into a new key object each time, which cost about as much as encrypting the
- * message. Keys are cached per key array (a Noise CipherState keeps one for its life; the bytes
- * are compared too, so a reused array cannot pick a stale key). Sealing returns the ciphertext
- * and the tag as a list instead of concatenating them into a third buffer.
- */
-/**
  * Noise bundles its own (older) uint8arraylist; the two versions recognise each other's lists at
  * run time by a global symbol, only their types differ.
  */
@@ -39,6 +31,14 @@ function keyObject(k: Uint8Array): KeyObject {
   return key
 }
 
+/**
+ * Noise's transport cipher, as the default Node crypto does it but cheaper per message. Every
+ * 64 KiB transport message is sealed with a fresh cipher object; given the key as raw bytes,
+ * Node imports it into a new key object each time, which cost about as much as encrypting the
+ * message. Keys are cached per key array (a Noise CipherState keeps one for its life; the bytes
+ * are compared too, so a reused array cannot pick a stale key). Sealing returns the ciphertext
+ * and the tag as a list instead of concatenating them into a third buffer.
+ */
 export const shoalNoiseCrypto: ICryptoInterface = {
   ...defaultCrypto,
   chaCha20Poly1305Encrypt(plaintext, nonce, ad, k) {
@@ -58,13 +58,12 @@ export const shoalNoiseCrypto: ICryptoInterface = {
     const end = ciphertext.byteLength - TAG
     const decipher = createDecipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG })
     decipher.setAAD(ad, { plaintextLength: end })
+    decipher.setAuthTag(ciphertext.subarray(end))
     if (ciphertext instanceof Uint8Array) {
-      decipher.setAuthTag(ciphertext.subarray(end))
       const out = decipher.update(ciphertext.subarray(0, end))
       const final = decipher.final()
       return final.byteLength > 0 ? Buffer.concat([out, final]) : out
     }
-    decipher.setAuthTag(ciphertext.subarray(end))
     const out = new Uint8ArrayList()
     for (const buf of ciphertext.sublist(0, end)) out.append(decipher.update(buf))
     const final = decipher.final()
