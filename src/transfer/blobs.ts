@@ -11,6 +11,7 @@ import { originError } from '../origin/errors.js'
 import { type BlobStore, pieceSizeFor } from '../store/store.js'
 import { RateLimiter, Semaphore, throttle } from '../util/limits.js'
 import type { BlobSwarm, LocalBlob } from './contracts.js'
+import { OriginGate } from './origin-gate.js'
 import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from './transfer.js'
 
 export type BlobSource = 'cache' | 'origin' | 'join'
@@ -76,6 +77,8 @@ export class BlobService {
   private swarm: SwarmAccess | undefined
   private readonly originLimiter: RateLimiter | undefined
   private readonly originSlots: Semaphore | undefined
+  /** The origin fetches of all transfers that download with peers (see OriginGate). */
+  private readonly originGate = new OriginGate()
   private readonly onBytes: (source: ByteOrigin | 'cache', bytes: number) => void
   private readonly onStored: (digest: Digest, size: number) => void
   /** Complete blobs being sent to clients now, by hex: never garbage-collected meanwhile. */
@@ -232,6 +235,7 @@ export class BlobService {
         origin: this.originFetcher(req),
         onBytes: this.onBytes,
         swarm: undefined,
+        originGate: this.originGate,
       },
     )
     if (this.swarm !== undefined) transfer.attachSwarm(this.swarm.join(req.digest, size, transfer))

@@ -7,6 +7,7 @@ import type { Digest } from '../oci/digest.js'
 import { type BlobStore, type PartialInfo, pieceSizeFor } from '../store/store.js'
 import { Bitfield } from './bitfield.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
+import { OriginGate } from './origin-gate.js'
 
 /** Where bytes come from when no peer has them. */
 export interface OriginFetcher {
@@ -52,6 +53,8 @@ export interface TransferComponents {
   swarm?: BlobSwarm | undefined
   /** Counts bytes obtained for this blob, by where they came from. */
   onBytes?: (source: ByteOrigin, bytes: number) => void
+  /** The node's origin fetches with peers, shared by its transfers (default: one of its own). */
+  originGate?: OriginGate | undefined
 }
 
 const DEFAULTS = {
@@ -109,6 +112,7 @@ export class Transfer implements LocalBlob {
   private readonly originFetcher: OriginFetcher
   private swarm: BlobSwarm | undefined
   private readonly onBytes: (source: ByteOrigin, bytes: number) => void
+  private readonly gate: OriginGate
   private readonly controller = new AbortController()
   private state: TransferState = 'running'
   private error: Error | undefined
@@ -162,6 +166,7 @@ export class Transfer implements LocalBlob {
     this.originFetcher = components.origin
     this.swarm = components.swarm
     this.onBytes = components.onBytes ?? (() => {})
+    this.gate = components.originGate ?? new OriginGate()
     this.have = new Bitfield(this.pieceCount)
     this.hashes = new Array<Buffer<ArrayBuffer> | undefined>(this.pieceCount)
     this.deliveredBy = new Array<string | undefined>(this.pieceCount)
@@ -289,8 +294,14 @@ export class Transfer implements LocalBlob {
   }
 
   private scheduleNow(): void {
-    if (this.state !== 'running' || this.handle === undefined) return
-    if (this.have.complete) return
+    // A transfer that did not ask for an origin slot this round gives up its place in the queue.
+    if (!this.scheduleRound()) this.gate.forget(this)
+  }
+
+  /** One scheduling round; true when it waits for one of the node's origin slots. */
+  private scheduleRound(): boolean {
+    if (this.state !== 'running' || this.handle === undefined) return false
+    if (this.have.complete) return false
     const peers = (this.swarm?.peers() ?? []).filter((p) => p !== undefined)
     const downloaders = [this.swarm?.selfId ?? 'self', ...peers.filter((p) => p.downloading).map((p) => p.id)]
     const now = Date.now()
@@ -301,8 +312,10 @@ export class Transfer implements LocalBlob {
     // after the discovery wait. Nothing from the origin until it has spoken (bounded).
     if (this.swarm !== undefined && this.swarm.pendingPeers() > 0 && now - this.startedAt < this.opts.helloWaitMs) {
       this.refreshClaims(now)
-      return
+      return false
     }
+    const originSlots = this.gate.limitFor(downloaders.length)
+    let waiting = false
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
       if (peers.some((p) => p.has(i))) continue // a peer has it: requestFromPeers' business
@@ -324,10 +337,18 @@ export class Transfer implements LocalBlob {
       // and the one rendezvous ranks lower yields. Deterministic, without a coordinator.
       if (now - (this.claimStarted.get(i) ?? 0) < this.opts.claimSettleMs) continue
       if (this.yieldsTo(i)) continue
-      if (this.originInflight >= this.opts.originConcurrency) continue
-      this.fetchFromOrigin(i, 1)
+      if (waiting || this.originInflight >= this.opts.originConcurrency) continue
+      // One of this node's few origin slots (see OriginGate), lowest piece first: pieces then come
+      // whole one after another, and peers exchange them while the origin sends the rest. The loop
+      // goes on after a refusal: the pieces after it must still be claimed.
+      if (!this.gate.tryTake(this, i / this.pieceCount, originSlots, () => this.schedule())) {
+        waiting = true
+        continue
+      }
+      this.fetchFromOrigin(i, 1, true)
     }
     this.refreshClaims(now)
+    return waiting
   }
 
   /** Another downloader claimed a piece we claimed too and ranks higher for it: let it have it. */
@@ -352,7 +373,10 @@ export class Transfer implements LocalBlob {
    * stalls stops repeating them and the others take its pieces once the claims expire.
    */
   private refreshClaims(now: number): void {
-    const progressing = now - this.lastOriginProgress < this.opts.claimTimeoutMs / 2
+    // Waiting for an origin slot is not stalling: then the node's fetches of other blobs count.
+    const last =
+      this.originInflight > 0 ? this.lastOriginProgress : Math.max(this.lastOriginProgress, this.gate.lastProgress)
+    const progressing = now - last < this.opts.claimTimeoutMs / 2
     for (const [index, at] of this.claimedAt) {
       if (this.have.has(index)) {
         this.claimedAt.delete(index)
@@ -494,7 +518,8 @@ export class Transfer implements LocalBlob {
     return own === undefined ? undefined : Buffer.from(own)
   }
 
-  private fetchFromOrigin(first: number, maxRun: number): void {
+  /** `gated`: the fetch holds one of the node's origin slots, given back when it ends. */
+  private fetchFromOrigin(first: number, maxRun: number, gated = false): void {
     let last = first
     while (
       last + 1 < this.pieceCount &&
@@ -524,6 +549,7 @@ export class Transfer implements LocalBlob {
       .finally(() => {
         for (let i = first; i <= last; i++) if (this.inflight.get(i) === 'origin') this.inflight.delete(i)
         this.originInflight--
+        if (gated) this.gate.release()
         this.schedule()
       })
   }
@@ -547,6 +573,7 @@ export class Transfer implements LocalBlob {
         }
         received += chunk.byteLength
         this.lastOriginProgress = Date.now()
+        this.gate.progress(this.lastOriginProgress)
         while (off < chunk.byteLength) {
           const n = Math.min(chunk.byteLength - off, buf.length - filled)
           buf.set(chunk.subarray(off, off + n), filled)
@@ -755,6 +782,7 @@ export class Transfer implements LocalBlob {
   }
 
   private stopTimers(): void {
+    this.gate.forget(this)
     if (this.tick !== undefined) clearInterval(this.tick)
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
     this.swarm?.close()
