@@ -535,6 +535,7 @@ export class Transfer implements LocalBlob {
       if (!this.claimedAt.has(i)) this.claim(i, now)
     }
     this.originInflight++
+    this.log.debug({ first, last, sinceStartMs: now - this.startedAt }, 'origin fetch')
     this.originRun(first, last)
       .catch((err: unknown) => {
         if (this.state !== 'running') return
