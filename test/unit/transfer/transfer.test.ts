@@ -696,6 +696,33 @@ describe('Transfer: piece requests to peers', () => {
     assert.equal(busy.asked.length, 1)
   })
 
+  test('downloaders that share one holder ask it for different pieces (own random order among equally rare)', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(16 * PIECE)
+    const firstAsked: number[][] = []
+    for (let k = 0; k < 2; k++) {
+      const seed = new FakePeer('seed', data)
+      const t = new Transfer(
+        { digest: digestOf(data), size: data.length, peerRequestsPerPeer: 4 },
+        { store, logger: silentLogger(), origin: noOrigin, swarm: fakeSwarm([seed]) },
+      )
+      await t.start()
+      await waitFor('four requests', () => seed.asked.length === 4)
+      firstAsked.push(seed.asked.map((a) => a.index))
+      for (const a of [...seed.asked]) a.answer(seed.piece(a.index))
+      // The rest in any order, until done.
+      for (let round = 0; round < 100 && t.downloading; round++) {
+        for (const a of seed.asked.splice(0)) a.answer(seed.piece(a.index))
+        await sleep(10)
+      }
+      await within(5000, t.done, 'done')
+      await store.deleteBlob(digestOf(data)).catch(() => {})
+    }
+    assert.notDeepEqual(firstAsked[0], firstAsked[1], `both asked ${firstAsked[0]} first`)
+    assert.notDeepEqual(firstAsked[0], [0, 1, 2, 3], 'not in index order')
+  })
+
   test('peerRequestTimeoutMs bounds a request even while the peer sends', { timeout: TEST_TIMEOUT }, async () => {
     const data = randomBytes(PIECE)
     const busy = new FakePeer('busy', data)
