@@ -99,21 +99,8 @@ export class FrameWriter {
     private readonly highWater: number,
   ) {}
 
-  /**
-   * A control frame (anything but a piece) goes into the stream at once, ahead of pieces still
-   * waiting for their turn: under load a Claim, Have, Request or Cancel behind megabytes of
-   * pieces came so late that claims expired and cancels missed. Frames never interleave: a
-   * piece frame is appended whole. Control frames are small and bounded by the protocol
-   * (requests in flight, one Have or Claim per piece), so they skip the backpressure wait.
-   */
   send(msg: Message): Promise<void> {
-    if (this.stream.status !== 'open') return Promise.reject(new ShoalError('ABORTED', 'stream closed'))
-    try {
-      this.stream.send(encodeFrame(msg))
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    return Promise.resolve()
+    return this.sendParts([encodeFrame(msg)])
   }
 
   /**
