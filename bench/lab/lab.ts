@@ -16,6 +16,7 @@ import {
   createTopology,
   deleteNamespaces,
   type Host,
+  type LeafQdisc,
   listNamespaces,
   ORIGIN_ADDR,
   SUBNET_PREFIX,
@@ -114,6 +115,7 @@ export class Lab {
     readonly opts: {
       originMbit: number
       nodeMbit: number
+      qdisc: LeafQdisc
       layers: number
       keep: boolean
       log: (line: string) => void
@@ -163,13 +165,14 @@ export class Lab {
     })
     await mkdir(this.workDir, { recursive: true })
     this.log(
-      `network ${this.id}: origin ${this.opts.originMbit} Mbit/s, ${maxNodes} node hosts ${this.opts.nodeMbit} Mbit/s, ${SUBNET_PREFIX}.0/24 inside the namespaces only`,
+      `network ${this.id}: origin ${this.opts.originMbit} Mbit/s, ${maxNodes} node hosts ${this.opts.nodeMbit} Mbit/s (HTB, ${this.opts.qdisc}), ${SUBNET_PREFIX}.0/24 inside the namespaces only`,
     )
     this.topo = await createTopology({
       id: this.id,
       nodes: maxNodes,
       originMbit: this.opts.originMbit,
       nodeMbit: this.opts.nodeMbit,
+      qdisc: this.opts.qdisc,
       created: this.namespaces,
     })
     this.checkAbort()

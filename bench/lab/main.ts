@@ -22,6 +22,8 @@ const USAGE = `usage: npm run lab -- [options]        (as root)
   --layers <n>          layers of the image (default 4)
   --origin-mbit <n>     origin link rate (default 100)
   --node-mbit <n>       node link rate (default 1000)
+  --qdisc <q>           queue under each link's rate: bfifo (50 ms of the link, 256 KiB at least;
+                        default) or pfifo (HTB's own, 1000 packets: the first passes; bufferbloat)
   --baselines <list>    direct,proxy or none: baselines beside Shoal in P1, P2 and at each sweep
                         point (default direct,proxy)
   --sweep-baselines <l> direct,proxy or none: the sweeps' baselines instead (default: --baselines)
@@ -76,6 +78,7 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
       layers: { type: 'string' },
       'origin-mbit': { type: 'string' },
       'node-mbit': { type: 'string' },
+      qdisc: { type: 'string' },
       baselines: { type: 'string' },
       'sweep-baselines': { type: 'string' },
       'stagger-ms': { type: 'string' },
@@ -112,6 +115,11 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
   if (values.layers !== undefined) o.layers = int(values.layers, 'layers', 1, 64)
   if (values['origin-mbit'] !== undefined) o.originMbit = int(values['origin-mbit'], 'origin-mbit', 1, 100_000)
   if (values['node-mbit'] !== undefined) o.nodeMbit = int(values['node-mbit'], 'node-mbit', 1, 100_000)
+  if (values.qdisc !== undefined) {
+    if (values.qdisc !== 'bfifo' && values.qdisc !== 'pfifo')
+      throw new Error(`--qdisc: bfifo or pfifo, got ${values.qdisc}`)
+    o.qdisc = values.qdisc
+  }
   if (values.baselines !== undefined) o.baselines = baselines(values.baselines, 'baselines')
   if (values['sweep-baselines'] !== undefined)
     o.sweepBaselines = baselines(values['sweep-baselines'], 'sweep-baselines')

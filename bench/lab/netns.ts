@@ -34,8 +34,23 @@ export interface Topology {
   nodes: Host[]
 }
 
+/**
+ * The queue under each host's rate limit. `bfifo`: a FIFO of 50 ms of the link's rate (256 KiB at
+ * least, four GSO super-packets), about what a NIC or switch port holds. `pfifo`: HTB's own default,
+ * a FIFO of the device's txqueuelen (1000) counted in packets — on veth GSO super-packets of up to
+ * 64 KiB, so up to ~64 MB, tens of seconds on a 20 Mbit/s link: some TCP flows then hear nothing
+ * for half a minute (bufferbloat), a lab artefact the lab's first passes ran with. (fq_codel, a
+ * Linux host's default, is not built into this machine's kernel.)
+ */
+export type LeafQdisc = 'bfifo' | 'pfifo'
+
+/** Bytes of the bounded FIFO under a link of `mbit`. */
+export function bfifoBytes(mbit: number): number {
+  return Math.max(256 * 1024, Math.round(((mbit * 1e6) / 8) * 0.05))
+}
+
 /** HTB with burst/cburst 256k: veth passes GSO super-packets, a small burst under-delivers. */
-async function shape(ns: string, dev: string, mbit: number): Promise<void> {
+async function shape(ns: string, dev: string, mbit: number, leaf: LeafQdisc): Promise<void> {
   await run('tc', ['-n', ns, 'qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '10'])
   const rate = `${mbit}mbit`
   await run('tc', [
@@ -59,6 +74,10 @@ async function shape(ns: string, dev: string, mbit: number): Promise<void> {
     'cburst',
     '256k',
   ])
+  if (leaf === 'bfifo') {
+    const limit = String(bfifoBytes(mbit))
+    await run('tc', ['-n', ns, 'qdisc', 'add', 'dev', dev, 'parent', '1:10', 'handle', '10:', 'bfifo', 'limit', limit])
+  }
 }
 
 /**
@@ -70,6 +89,7 @@ export async function createTopology(opts: {
   nodes: number
   originMbit: number
   nodeMbit: number
+  qdisc: LeafQdisc
   created: string[]
 }): Promise<Topology> {
   if (opts.nodes < 1 || opts.nodes > MAX_NODES) throw new Error(`nodes must be 1…${MAX_NODES}`)
@@ -93,8 +113,8 @@ export async function createTopology(opts: {
     await run('ip', ['-n', switchNs, 'link', 'set', port, 'up'])
     await run('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'])
     await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
-    await shape(ns, 'eth0', mbit)
-    await shape(switchNs, port, mbit)
+    await shape(ns, 'eth0', mbit, opts.qdisc)
+    await shape(switchNs, port, mbit, opts.qdisc)
     return { name, ns, addr, port, mbit }
   }
   const origin = await addHost('o', ORIGIN_ADDR, opts.originMbit)

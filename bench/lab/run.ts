@@ -23,6 +23,7 @@ export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
   layers: 4,
   originMbit: 100,
   nodeMbit: 1000,
+  qdisc: 'bfifo',
   baselines: ['direct', 'proxy'],
   staggerMs: 1000,
   churnKill: 3,
@@ -108,6 +109,7 @@ export async function runLab(options: LabOptions): Promise<LabResult> {
   const lab = new Lab({
     originMbit: opts.originMbit,
     nodeMbit: opts.nodeMbit,
+    qdisc: opts.qdisc,
     layers: opts.layers,
     keep: opts.keep,
     log,
@@ -163,7 +165,7 @@ export function renderReport(result: LabResult): string {
   const parts: string[] = []
   const o = result.options
   parts.push(
-    `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s, ${o.layers} layers; ` +
+    `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s (HTB, ${o.qdisc ?? 'pfifo'}), ${o.layers} layers; ` +
       `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs`,
   )
   parts.push(

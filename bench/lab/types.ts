@@ -23,6 +23,8 @@ export interface LabOptions {
   layers: number
   originMbit: number
   nodeMbit: number
+  /** The queue under every link's rate limit (see bench/lab/netns.ts). */
+  qdisc: 'bfifo' | 'pfifo'
   /** Baselines run beside Shoal in P1 and P2 (and in the sweeps, unless sweepBaselines says otherwise). */
   baselines: Baseline[]
   /** Baselines run beside Shoal at each point of the sweeps (default: baselines). */
