@@ -21,14 +21,12 @@ export interface ExchangeInit {
   maxStreamsPerPeer?: number
   /** Sessions kept per blob. */
   maxSessionsPerBlob?: number
-  /** Pieces read from disk and being handed to streams at once, over all peers (memory bound). */
-  maxServing?: number
   /**
-   * Pieces on their way (from being read until their recipient announces them), over all peers:
-   * sized so that each takes about `serveTargetMs` (see UploadSlots), within [min, max].
+   * Pieces read from disk and being sent at once, over all peers (memory bound). Fewer on a slow
+   * uplink: as many as it sends in about `serveTargetMs` each, `minServing` at least.
    */
-  minInFlight?: number
-  maxInFlight?: number
+  maxServing?: number
+  minServing?: number
   serveTargetMs?: number
   /** Requests served at once on one session. */
   servePerSession?: number
@@ -60,8 +58,7 @@ const D = {
   maxStreamsPerPeer: 256,
   maxSessionsPerBlob: 64,
   maxServing: 16,
-  minInFlight: 4,
-  maxInFlight: 32,
+  minServing: 4,
   serveTargetMs: 4_000,
   servePerSession: 4,
   // Includes dialling a peer not connected yet (TCP, Noise, yamux) on a possibly busy node.
@@ -78,6 +75,9 @@ const D = {
 
 /** Requests queued over all sessions, as a multiple of the pieces served at once; more are rejected busy. */
 const QUEUE_FACTOR = 2
+
+/** The upload rate that sizes the serving slots is measured over this window. */
+const SERVE_RATE_WINDOW_MS = 5_000
 
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
@@ -411,7 +411,6 @@ export class PieceExchange implements SwarmAccess {
   private readonly blobs = new Map<string, BlobSessions>()
   private readonly banned = new Map<string, number>()
   private readonly serving: UploadSlots
-  private readonly reading: Semaphore
   private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
   private started = false
   /** Counters for metrics and tests. */
@@ -435,11 +434,11 @@ export class PieceExchange implements SwarmAccess {
     this.node = components.node
     this.log = components.logger.child({ component: 'pieces' })
     this.localBlob = components.local
-    this.reading = new Semaphore(this.opts.maxServing)
     this.serving = new UploadSlots({
-      min: Math.min(this.opts.minInFlight, this.opts.maxInFlight),
-      max: this.opts.maxInFlight,
+      min: Math.min(this.opts.minServing, this.opts.maxServing),
+      max: this.opts.maxServing,
       targetMs: this.opts.serveTargetMs,
+      windowMs: SERVE_RATE_WINDOW_MS,
     })
   }
 
@@ -797,30 +796,28 @@ export class PieceExchange implements SwarmAccess {
     if (m.request !== undefined) {
       const index = m.request.index
       session.cancelled.delete(index)
-      // With every sending slot busy (the upload is the bottleneck), a piece already on its way
-      // to another peer is not sent again at the same time: that peer will have it soon and can
-      // pass it on. One holder's upload then carries each piece once while it is the only source
-      // (BitTorrent's super-seeding), and a new piece spreads as a tree (1, 2, 4, … holders)
-      // instead of as N parallel copies from its first holder. With slots to spare, a copy costs
-      // nothing that another piece needed, and refusing it cost the lab's fast links CPU and time.
+      // Queues stay short: a request that would wait long here is better asked elsewhere now
+      // than given up on later, when this node may already be sending it (wasted both ways).
+      const pieceBytes = pieceSizeFor(session.blob.size || session.remoteSize)
+      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.serving.limit(pieceBytes) * QUEUE_FACTOR) {
+        session.writer.send({ reject: { index, busy: true, sending: false } }).catch(() => {})
+        return
+      }
+      // A piece already on its way to another peer is not sent again at the same time: that peer
+      // will have it soon and can pass it on. One holder's upload then carries each piece once
+      // while it is the only source (BitTorrent's super-seeding), and a new piece spreads as a
+      // tree (1, 2, 4, … holders) instead of as N parallel copies from its first holder.
       const outgoing = session.blob.outgoing
-      const saturated = this.serving.inUse >= this.serving.limit
-      if (saturated && outgoing.toOthers(index, session.id)) {
+      if (outgoing.toOthers(index, session.id)) {
         this.stats.requestsDeferred++
         session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
         return
       }
       // Every slot busy and another peer in session has the piece: this node's upload is worth
       // more for the pieces only it has, so the requester is sent there (told the same as above).
-      if (saturated && this.heldElsewhere(session, index)) {
+      if (this.serving.inUse >= this.serving.limit(pieceBytes) && this.heldElsewhere(session, index)) {
         this.stats.requestsRedirected++
         session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
-        return
-      }
-      // Queues stay short: a request that would wait long here is better asked elsewhere now
-      // than given up on later, when this node may already be sending it (wasted both ways).
-      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.serving.limit * QUEUE_FACTOR) {
-        session.writer.send({ reject: { index, busy: true, sending: false } }).catch(() => {})
         return
       }
       session.queued++
@@ -859,14 +856,11 @@ export class PieceExchange implements SwarmAccess {
     session.serveSlots ??= new Semaphore(this.opts.servePerSession)
     await session.serveSlots.acquire()
     const queuedAt = Date.now()
-    await this.serving.acquire()
+    await this.serving.acquire(local.pieceSize)
     const startedAt = Date.now()
-    let deliveredMs: number | undefined
-    let reading = false
+    let sentBytes = 0
     try {
       if (session.cancelled.delete(index) || session.closed) return false
-      await this.reading.acquire()
-      reading = true
       const data = await local.readPiece(index)
       await this.opts.uploadLimiter?.take(data.byteLength)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
@@ -878,9 +872,8 @@ export class PieceExchange implements SwarmAccess {
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
-      this.reading.release()
-      reading = false
       if (!sent) return false
+      sentBytes = data.byteLength
       const handedAt = Date.now()
       session.blob.lastActivity = handedAt
       this.stats.piecesServed++
@@ -889,7 +882,6 @@ export class PieceExchange implements SwarmAccess {
       // to the stream, which may buffer megabytes, so slots (and the rate that sizes them) follow
       // what arrived, not what was queued.
       const confirmed = await session.blob.outgoing.sent(index, session.id)
-      if (confirmed) deliveredMs = Date.now() - startedAt
       this.log.debug(
         {
           peer: session.id,
@@ -905,8 +897,7 @@ export class PieceExchange implements SwarmAccess {
       )
       return true
     } finally {
-      if (reading) this.reading.release()
-      this.serving.release(deliveredMs)
+      this.serving.release(sentBytes)
       session.serveSlots.release()
     }
   }

@@ -48,63 +48,73 @@ export class Semaphore {
 }
 
 export interface UploadSlotsInit {
-  /** Pieces on their way at once, whatever their delivery time (and at the start). */
+  /** Pieces sent at once whatever the rate measured (also before any is measured). */
   min: number
   max: number
-  /** How long delivering one piece should take: one slot more after a piece faster than this, one fewer after one twice as slow. */
+  /** How long sending one piece should take at the rate measured. */
   targetMs: number
+  /** The rate is what was sent in this window. */
+  windowMs: number
 }
 
 /**
- * How many pieces a node has on their way at once (from reading one until its recipient
- * announces it), sized by how long each takes: one more after a piece delivered within
- * `targetMs`, one fewer after one that took over twice that, within [min, max]; waiters are
- * served in order. On a slow uplink sixteen pieces at once took sixteen times as long each, so
- * nothing sent was whole (and could be passed on) for half a minute, and requests queued behind
- * them looked stalled; on a fast one a few slots would leave it idle.
+ * How many pieces a node sends at once: as many as its measured upload rate sends in about
+ * `targetMs` each, within [min, max]; waiters are served in order. A node on a slow uplink that
+ * sent sixteen pieces at once took sixteen times as long for each, so nothing it sent was whole
+ * (and could be passed on) for half a minute, and requests queued behind them looked stalled.
  */
 export class UploadSlots {
   private active = 0
-  private current: number
-  private readonly waiters: (() => void)[] = []
+  private readonly waiters: { pieceBytes: number; resolve: () => void }[] = []
+  private readonly sent: { at: number; bytes: number }[] = []
+  private sentInWindow = 0
 
-  constructor(private readonly o: UploadSlotsInit) {
-    this.current = o.min
+  constructor(private readonly o: UploadSlotsInit) {}
+
+  /** Bytes per second sent over the last window. */
+  rate(now = Date.now()): number {
+    while (this.sent.length > 0 && now - (this.sent[0]?.at ?? now) > this.o.windowMs) {
+      this.sentInWindow -= this.sent.shift()?.bytes ?? 0
+    }
+    return (this.sentInWindow * 1000) / this.o.windowMs
   }
 
-  /** Pieces that may be on their way at once now. */
-  get limit(): number {
-    return this.current
+  /** Pieces of `pieceBytes` that may be sent at once now. */
+  limit(pieceBytes: number, now = Date.now()): number {
+    const n = Math.ceil((this.rate(now) * this.o.targetMs) / 1000 / Math.max(1, pieceBytes)) + 1
+    return Math.min(this.o.max, Math.max(this.o.min, n))
   }
 
   get inUse(): number {
     return this.active
   }
 
-  async acquire(): Promise<void> {
-    if (this.waiters.length === 0 && this.active < this.current) {
+  async acquire(pieceBytes: number): Promise<void> {
+    if (this.waiters.length === 0 && this.active < this.limit(pieceBytes)) {
       this.active++
       return
     }
     // The slot is counted in by `pump` before the waiter is woken.
-    await new Promise<void>((resolve) => this.waiters.push(resolve))
+    await new Promise<void>((resolve) => this.waiters.push({ pieceBytes, resolve }))
   }
 
-  /** `deliveredMs`: how long the piece took from acquire to its recipient's Have (undefined: skipped or never confirmed). */
-  release(deliveredMs?: number): void {
-    if (deliveredMs !== undefined) {
-      if (deliveredMs <= this.o.targetMs) this.current = Math.min(this.o.max, this.current + 1)
-      else if (deliveredMs > 2 * this.o.targetMs) this.current = Math.max(this.o.min, this.current - 1)
+  /** `bytesSent`: what the slot sent (0 when the piece was skipped), for the rate. */
+  release(bytesSent: number, now = Date.now()): void {
+    if (bytesSent > 0) {
+      this.sent.push({ at: now, bytes: bytesSent })
+      this.sentInWindow += bytesSent
     }
     this.active--
-    this.pump()
+    this.pump(now)
   }
 
-  private pump(): void {
-    while (this.waiters.length > 0 && this.active < this.current) {
-      const next = this.waiters.shift()
+  private pump(now: number): void {
+    for (;;) {
+      const next = this.waiters[0]
+      if (next === undefined || this.active >= this.limit(next.pieceBytes, now)) return
+      this.waiters.shift()
       this.active++
-      next?.()
+      next.resolve()
     }
   }
 }
