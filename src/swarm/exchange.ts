@@ -8,10 +8,9 @@ import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
-import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
+import { type RateLimiter, Semaphore } from '../util/limits.js'
 import { FrameDecoder, FrameWriter } from './framing.js'
 import type { SwarmNode } from './node.js'
-import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
 
 export const PIECES_PROTOCOL = '/shoal/pieces/1.0.0'
@@ -21,13 +20,8 @@ export interface ExchangeInit {
   maxStreamsPerPeer?: number
   /** Sessions kept per blob. */
   maxSessionsPerBlob?: number
-  /**
-   * Pieces read from disk and being sent at once, over all peers (memory bound). Fewer on a slow
-   * uplink: as many as it sends in about `serveTargetMs` each, `minServing` at least.
-   */
+  /** Pieces read from disk and being sent at once, over all peers (memory bound). */
   maxServing?: number
-  minServing?: number
-  serveTargetMs?: number
   /** Requests served at once on one session. */
   servePerSession?: number
   helloTimeoutMs?: number
@@ -58,8 +52,6 @@ const D = {
   maxStreamsPerPeer: 256,
   maxSessionsPerBlob: 64,
   maxServing: 16,
-  minServing: 4,
-  serveTargetMs: 4_000,
   servePerSession: 4,
   // Includes dialling a peer not connected yet (TCP, Noise, yamux) on a possibly busy node.
   helloTimeoutMs: 15_000,
@@ -76,9 +68,6 @@ const D = {
 /** Requests queued over all sessions, as a multiple of the pieces served at once; more are rejected busy. */
 const QUEUE_FACTOR = 2
 
-/** The upload rate that sizes the serving slots is measured over this window. */
-const SERVE_RATE_WINDOW_MS = 5_000
-
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
 
@@ -90,12 +79,6 @@ const PIECE_DATA_HINT = 64 * 1024
 
 /** A peer that said it is busy gets no request for this long. */
 const BUSY_BACKOFF_MS = 1_000
-
-/** A piece handed to the stream counts as on its way until its recipient announces it, this long at most. */
-const SENT_CONFIRM_MS = 15_000
-
-/** A peer that is sending a piece to another peer is not asked for that piece again for this long. */
-const SENDING_BACKOFF_MS = 1_000
 
 /** The provider search of a download backs off to this interval. */
 const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
@@ -117,8 +100,6 @@ class Session implements SwarmPeer {
   throughput = 0
   busyUntil = 0
   remoteSize = 0
-  /** Pieces this peer is sending to another peer (it said so), with until when not to ask it. */
-  private readonly deferred = new Map<number, number>()
   private bits: Bitfield | undefined
   private rawBits: Uint8Array = new Uint8Array()
   private readonly hashes = new Map<number, Uint8Array>()
@@ -250,25 +231,10 @@ class Session implements SwarmPeer {
     return true
   }
 
-  deferredUntil(index: number): number {
-    return this.deferred.get(index) ?? 0
-  }
-
-  onReject(index: number, busy: boolean, sending: boolean): void {
+  onReject(index: number, busy: boolean): void {
     const p = this.pending.get(index)
     if (p === undefined) return
     this.pending.delete(index)
-    if (sending) {
-      // It is sending this piece to another peer: that one will have it soon. Other pieces may
-      // still be asked of this peer at once.
-      const now = Date.now()
-      if (this.deferred.size > 1024) for (const [i, until] of this.deferred) if (until <= now) this.deferred.delete(i)
-      this.deferred.set(index, now + SENDING_BACKOFF_MS)
-      p.reject(
-        new ShoalError('TOOMANYREQUESTS', `peer is sending piece ${index} to another peer`, { detail: 'sending' }),
-      )
-      return
-    }
     if (busy) {
       // It has the piece but is over its limits: leave it alone a moment, keep its bit.
       this.busyUntil = Date.now() + BUSY_BACKOFF_MS
@@ -282,7 +248,6 @@ class Session implements SwarmPeer {
   close(err?: Error): void {
     if (this.closed) return
     this.closed = true
-    this.blob.outgoing.dropPeer(this.id)
     for (const p of this.pending.values()) p.reject(err ?? new ShoalError('ABORTED', 'session closed'))
     this.pending.clear()
     for (const w of this.helloWaiters) w()
@@ -304,8 +269,6 @@ class BlobSessions {
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
   readonly claims = new Map<number, { peer: string; at: number; orphanedAt?: number }>()
-  /** Pieces this node is sending, or sent and not yet announced by their recipient. */
-  readonly outgoing = new OutgoingPieces(SENT_CONFIRM_MS)
   idleTimer: NodeJS.Timeout | undefined
 
   constructor(readonly digest: Digest) {}
@@ -410,7 +373,7 @@ export class PieceExchange implements SwarmAccess {
   private readonly localBlob: (digest: Digest) => Promise<LocalBlob | undefined>
   private readonly blobs = new Map<string, BlobSessions>()
   private readonly banned = new Map<string, number>()
-  private readonly serving: UploadSlots
+  private readonly serving: Semaphore
   private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
   private started = false
   /** Counters for metrics and tests. */
@@ -420,10 +383,6 @@ export class PieceExchange implements SwarmAccess {
     peersBanned: 0,
     /** Piece bytes that arrived after their request had given up. */
     bytesUnwanted: 0,
-    /** Requests answered "sending to another peer" (see the request handler). */
-    requestsDeferred: 0,
-    /** Requests answered the same because every slot was busy and another peer had the piece. */
-    requestsRedirected: 0,
   }
   private readonly pieceDataAt = new Map<string, number>()
   /** Requests queued or being served, over all sessions. */
@@ -434,12 +393,7 @@ export class PieceExchange implements SwarmAccess {
     this.node = components.node
     this.log = components.logger.child({ component: 'pieces' })
     this.localBlob = components.local
-    this.serving = new UploadSlots({
-      min: Math.min(this.opts.minServing, this.opts.maxServing),
-      max: this.opts.maxServing,
-      targetMs: this.opts.serveTargetMs,
-      windowMs: SERVE_RATE_WINDOW_MS,
-    })
+    this.serving = new Semaphore(this.opts.maxServing)
   }
 
   get selfId(): string {
@@ -773,7 +727,6 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.have !== undefined) {
       session.onHave(m.have.index, m.have.hash)
-      session.blob.outgoing.done(m.have.index, session.id, true)
       swarm?.changed()
     }
     if (m.claim !== undefined) {
@@ -784,7 +737,7 @@ export class PieceExchange implements SwarmAccess {
       this.stats.bytesUnwanted += m.piece.data.byteLength
     }
     if (m.reject !== undefined) {
-      session.onReject(m.reject.index, m.reject.busy, m.reject.sending)
+      session.onReject(m.reject.index, m.reject.busy)
       swarm?.changed()
     }
     if (m.cancel !== undefined) session.cancelled.add(m.cancel.index)
@@ -798,37 +751,14 @@ export class PieceExchange implements SwarmAccess {
       session.cancelled.delete(index)
       // Queues stay short: a request that would wait long here is better asked elsewhere now
       // than given up on later, when this node may already be sending it (wasted both ways).
-      const pieceBytes = pieceSizeFor(session.blob.size || session.remoteSize)
-      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.serving.limit(pieceBytes) * QUEUE_FACTOR) {
-        session.writer.send({ reject: { index, busy: true, sending: false } }).catch(() => {})
-        return
-      }
-      // A piece already on its way to another peer is not sent again at the same time: that peer
-      // will have it soon and can pass it on. One holder's upload then carries each piece once
-      // while it is the only source (BitTorrent's super-seeding), and a new piece spreads as a
-      // tree (1, 2, 4, … holders) instead of as N parallel copies from its first holder.
-      const outgoing = session.blob.outgoing
-      if (outgoing.toOthers(index, session.id)) {
-        this.stats.requestsDeferred++
-        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
-        return
-      }
-      // Every slot busy and another peer in session has the piece: this node's upload is worth
-      // more for the pieces only it has, so the requester is sent there (told the same as above).
-      if (this.serving.inUse >= this.serving.limit(pieceBytes) && this.heldElsewhere(session, index)) {
-        this.stats.requestsRedirected++
-        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
+      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.opts.maxServing * QUEUE_FACTOR) {
+        session.writer.send({ reject: { index, busy: true } }).catch(() => {})
         return
       }
       session.queued++
       this.queuedTotal++
-      outgoing.start(index, session.id)
       this.serve(session, index)
-        .then((sent) => {
-          if (!sent) outgoing.done(index, session.id)
-        })
         .catch((err: unknown) => {
-          outgoing.done(index, session.id)
           this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
         })
         .finally(() => {
@@ -838,29 +768,17 @@ export class PieceExchange implements SwarmAccess {
     }
   }
 
-  /** Another peer in session about the blob (not `requester`) has said it holds the piece. */
-  private heldElsewhere(requester: Session, index: number): boolean {
-    for (const s of requester.blob.sessions.values()) {
-      if (s !== requester && s.helloSeen && !s.closed && s.has(index)) return true
-    }
-    return false
-  }
-
-  /** True when the piece went into the stream. */
-  private async serve(session: Session, index: number): Promise<boolean> {
+  private async serve(session: Session, index: number): Promise<void> {
     const local = session.blob.swarm?.local ?? (await this.localBlob(session.blob.digest))
     if (local === undefined || !local.has(index) || this.isBanned(session.id)) {
-      await session.writer.send({ reject: { index, busy: false, sending: false } })
-      return false
+      await session.writer.send({ reject: { index, busy: false } })
+      return
     }
     session.serveSlots ??= new Semaphore(this.opts.servePerSession)
     await session.serveSlots.acquire()
-    const queuedAt = Date.now()
-    await this.serving.acquire(local.pieceSize)
-    const startedAt = Date.now()
-    let sentBytes = 0
+    await this.serving.acquire()
     try {
-      if (session.cancelled.delete(index) || session.closed) return false
+      if (session.cancelled.delete(index) || session.closed) return
       const data = await local.readPiece(index)
       await this.opts.uploadLimiter?.take(data.byteLength)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
@@ -872,32 +790,12 @@ export class PieceExchange implements SwarmAccess {
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
-      if (!sent) return false
-      sentBytes = data.byteLength
-      const handedAt = Date.now()
-      session.blob.lastActivity = handedAt
+      if (!sent) return
+      session.blob.lastActivity = Date.now()
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength
-      // The slot is held until the recipient announces the piece: "sent" above only means handed
-      // to the stream, which may buffer megabytes, so slots (and the rate that sizes them) follow
-      // what arrived, not what was queued.
-      const confirmed = await session.blob.outgoing.sent(index, session.id)
-      this.log.debug(
-        {
-          peer: session.id,
-          digest: session.blob.digest.value,
-          index,
-          waitMs: startedAt - queuedAt,
-          sendMs: handedAt - startedAt,
-          confirmMs: Date.now() - handedAt,
-          confirmed,
-          elsewhere: this.heldElsewhere(session, index),
-        },
-        'piece served',
-      )
-      return true
     } finally {
-      this.serving.release(sentBytes)
+      this.serving.release()
       session.serveSlots.release()
     }
   }
