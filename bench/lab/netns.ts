@@ -45,7 +45,7 @@ export interface Topology {
 export type LeafQdisc = 'bfifo' | 'pfifo'
 
 /** Bytes of the bounded FIFO under a link of `mbit`. */
-export function bfifoBytes(mbit: number): number {
+function bfifoBytes(mbit: number): number {
   return Math.max(256 * 1024, Math.round(((mbit * 1e6) / 8) * 0.05))
 }
 
@@ -126,19 +126,6 @@ export async function createTopology(opts: {
     if (routes.trim() !== '') throw new Error(`namespace ${ns} has a default route: ${routes.trim()}`)
   }
   return { id: opts.id, switchNs, origin, nodes }
-}
-
-/** Changes a host's shaping (both directions) to `mbit`. */
-export async function reshape(topo: Topology, host: Host, mbit: number): Promise<void> {
-  for (const [ns, dev] of [
-    [host.ns, 'eth0'],
-    [topo.switchNs, host.port],
-  ] as const) {
-    const rate = `${mbit}mbit`
-    await run('tc', ['-n', ns, 'class', 'change', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', rate])
-    await run('tc', ['-n', ns, 'class', 'change', 'dev', dev, 'parent', '1:', 'classid', '1:10', 'htb', 'ceil', rate])
-  }
-  host.mbit = mbit
 }
 
 /** Deletes the namespaces (hosts first, the switch last); never throws, returns what failed. */

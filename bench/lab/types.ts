@@ -1,5 +1,7 @@
 /** What the lab measures and writes to its JSON file. */
 
+import type { LeafQdisc } from './netns.js'
+
 export type Scenario = 'P1' | 'P2' | 'P3' | 'P4' | 'size-sweep' | 'n-sweep'
 export type System = 'shoal' | 'direct' | 'proxy'
 export type Baseline = Exclude<System, 'shoal'>
@@ -24,7 +26,7 @@ export interface LabOptions {
   originMbit: number
   nodeMbit: number
   /** The queue under every link's rate limit (see bench/lab/netns.ts). */
-  qdisc: 'bfifo' | 'pfifo'
+  qdisc: LeafQdisc
   /** Baselines run beside Shoal in P1 and P2 (and in the sweeps, unless sweepBaselines says otherwise). */
   baselines: Baseline[]
   /** Baselines run beside Shoal at each point of the sweeps (default: baselines). */
