@@ -86,6 +86,25 @@ const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
 /** How long a claim outlives its claimer's session (which may be replaced meanwhile). */
 const ORPHANED_CLAIM_MS = 10_000
 
+/**
+ * A peer whose session about a blob ended while it stays connected — one of two streams opened at
+ * once was dropped, or the peer closed it — most likely still holds what it held: the transfer's
+ * origin fetches wait this long for its session to come back.
+ */
+const REJOIN_GRACE_MS = 5_000
+
+/** The same for a session the peer had not answered yet. */
+const UNANSWERED_GRACE_MS = 1_500
+
+/** After that long without a new session from such a peer, this node opens one itself. */
+const REJOIN_DIAL_MS = 750
+
+/** A peer whose sessions keep ending is dialled again at most this often. */
+const REJOIN_REDIAL_MS = 10_000
+
+/** How long a lost session is remembered (for the two bounds above). */
+const LOST_KEPT_MS = 60_000
+
 /** Peers named in one peer-exchange message (sent or taken in). */
 const MAX_EXCHANGED_PEERS = 64
 
@@ -214,8 +233,8 @@ class Session implements SwarmPeer {
         },
       })
       this.writer.send({ request: { index } }).catch((err: unknown) => {
-        this.pending.get(index)?.reject(err instanceof Error ? err : new Error(String(err)))
-        this.pending.delete(index)
+        // The stream takes no more writes: the session is over (its read loop forgets it).
+        this.close(err instanceof Error ? err : new Error(String(err)))
       })
     }).finally(() => {
       this.inflight--
@@ -269,6 +288,8 @@ class BlobSessions {
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
   readonly claims = new Map<number, { peer: string; at: number; orphanedAt?: number }>()
+  /** Peers whose session ended while they stayed connected, with when (see REJOIN_GRACE_MS). */
+  readonly lost = new Map<string, { peer: PeerId; at: number; until: number; dialledAt: number }>()
   idleTimer: NodeJS.Timeout | undefined
 
   constructor(readonly digest: Digest) {}
@@ -300,6 +321,10 @@ class TransferSwarm implements BlobSwarm {
     let n = this.blob.opening
     for (const s of this.blob.sessions.values()) if (!s.helloSeen && !s.closed) n++
     return n
+  }
+
+  rejoining(): number {
+    return this.exchange.rejoining(this.blob)
   }
 
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array> {
@@ -577,9 +602,15 @@ export class PieceExchange implements SwarmAccess {
     session.outbound = true
     blob.sessions.set(id, session)
     this.readLoop(session).catch(() => {})
-    await this.sendHello(session, local)
-    await session.waitHello(this.opts.helloTimeoutMs)
-    await this.sendPeers(session)
+    try {
+      await this.sendHello(session, local)
+      await session.waitHello(this.opts.helloTimeoutMs)
+      await this.sendPeers(session)
+    } catch (err) {
+      // The read loop ends with the aborted stream and forgets the session.
+      session.close(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    }
     blob.swarm?.changed()
     return session
   }
@@ -684,14 +715,31 @@ export class PieceExchange implements SwarmAccess {
     const session = new Session(peer, stream, blob, this.pieceDataAt)
     blob.sessions.set(id, session)
     if (blob.swarm === undefined) this.scheduleIdle(blob)
-    const local = blob.swarm?.local ?? (await this.localBlob(digest))
-    if (local !== undefined && blob.size === 0) blob.size = local.size
-    session.onHello(hello)
-    await this.sendHello(session, local)
-    await this.sendPeers(session)
+    try {
+      const local = blob.swarm?.local ?? (await this.localBlob(digest))
+      if (local !== undefined && blob.size === 0) blob.size = local.size
+      session.onHello(hello)
+      await this.sendHello(session, local)
+      await this.sendPeers(session)
+    } catch (err) {
+      // Not left behind as a session that answers Hello but whose stream is gone.
+      this.drop(session, err)
+      throw err
+    }
     for (const m of rest) this.onMessage(session, m)
     blob.swarm?.changed()
     await this.readLoop(session, decoder, it)
+  }
+
+  /** Closes a session whose read loop is not running (it failed while being set up). */
+  private drop(session: Session, err: unknown): void {
+    session.close(err instanceof Error ? err : new Error(String(err)))
+    const blob = session.blob
+    if (blob.sessions.get(session.id) === session) {
+      blob.sessions.delete(session.id)
+      this.sessionLost(blob, session)
+    }
+    blob.swarm?.changed()
   }
 
   private async readLoop(
@@ -713,9 +761,58 @@ export class PieceExchange implements SwarmAccess {
     } finally {
       session.close()
       const blob = session.blob
-      if (blob.sessions.get(session.id) === session) blob.sessions.delete(session.id)
+      if (blob.sessions.get(session.id) === session) {
+        blob.sessions.delete(session.id)
+        this.sessionLost(blob, session)
+      }
       blob.swarm?.changed()
     }
+  }
+
+  /**
+   * A session ended and none replaced it. If its peer is still connected, a stream of its own is
+   * likely on the way (two opened at once, one dropped): for a moment the peer counts as
+   * rejoining, and if no stream comes, this node opens one (while it downloads the blob).
+   */
+  private sessionLost(blob: BlobSessions, session: Session): void {
+    if (!this.started || this.isBanned(session.id) || !this.node.isConnected(session.peer)) return
+    const now = Date.now()
+    for (const [id, l] of blob.lost) if (now - l.at > LOST_KEPT_MS) blob.lost.delete(id)
+    const prev = blob.lost.get(session.id)
+    if (prev === undefined && blob.lost.size >= this.opts.maxSessionsPerBlob) return
+    // A peer that keeps losing its sessions does not keep the origin waiting: the grace runs from
+    // the first loss of a series. A session the peer never answered was refused (too many
+    // sessions) or lost a simultaneous open, whose winner is already on its way: a short grace,
+    // and no dial.
+    const grace = session.helloSeen ? REJOIN_GRACE_MS : UNANSWERED_GRACE_MS
+    const until = prev !== undefined && now <= prev.until ? prev.until : now + grace
+    const entry = { peer: session.peer, at: now, until, dialledAt: prev?.dialledAt ?? 0 }
+    blob.lost.set(session.id, entry)
+    if (!session.helloSeen || blob.swarm === undefined || now - entry.dialledAt < REJOIN_REDIAL_MS) return
+    entry.dialledAt = now
+    const t = setTimeout(() => {
+      const swarm = blob.swarm
+      if (swarm === undefined || !this.started || blob.sessions.has(session.id)) return
+      if (!this.node.isConnected(session.peer)) return
+      this.openSession(blob, session.peer, swarm.local).catch((err: unknown) => {
+        this.log.debug({ peer: session.id, err: String(err) }, 'reopening a lost session failed')
+      })
+    }, REJOIN_DIAL_MS)
+    t.unref()
+  }
+
+  /** Peers of a blob whose session was lost a moment ago and that have no answering session yet. */
+  rejoining(blob: BlobSessions): number {
+    if (blob.lost.size === 0) return 0
+    const now = Date.now()
+    let n = 0
+    for (const [id, l] of blob.lost) {
+      if (now > l.until) continue
+      const s = blob.sessions.get(id)
+      if (s?.helloSeen && !s.closed) continue
+      if (this.node.isConnected(l.peer)) n++
+    }
+    return n
   }
 
   private onMessage(session: Session, m: Message): void {

@@ -44,6 +44,11 @@ export interface BlobSwarm {
   peers(): SwarmPeer[]
   /** Sessions being opened, or opened but whose Hello has not come yet: they may hold the blob. */
   pendingPeers(): number
+  /**
+   * Peers whose session ended a moment ago while they stayed connected (a replaced stream): they
+   * likely still hold what they held, and their session is coming back (bounded).
+   */
+  rejoining(): number
   /** Piece `index` from `peer`; rejects on refusal, timeout or a closed stream. */
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array>
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void

@@ -312,8 +312,13 @@ export class Transfer implements LocalBlob {
     const swarmActive = peers.length > 0
     if (swarmActive) this.requestFromPeers(peers)
     // A peer we are opening a session with may hold the blob: on a busy node its Hello can come
-    // after the discovery wait. Nothing from the origin until it has spoken (bounded).
-    if (this.swarm !== undefined && this.swarm.pendingPeers() > 0 && now - this.startedAt < this.opts.helloWaitMs) {
+    // after the discovery wait. Nothing from the origin until it has spoken (bounded). The same
+    // for a peer whose session was just replaced: for a moment it is in no session at all.
+    const swarm = this.swarm
+    if (
+      swarm !== undefined &&
+      ((swarm.pendingPeers() > 0 && now - this.startedAt < this.opts.helloWaitMs) || swarm.rejoining() > 0)
+    ) {
       this.refreshClaims(now)
       return false
     }

@@ -610,13 +610,17 @@ class FakePeer implements SwarmPeer {
   }
 }
 
-function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void } {
+function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void; rejoin: number } {
   const listeners: (() => void)[] = []
   return {
     selfId: 'self',
     ready: Promise.resolve(),
+    rejoin: 0,
     peers: () => peers.filter((p) => p.holds),
     pendingPeers: () => 0,
+    rejoining() {
+      return this.rejoin
+    },
     request: (peer, index, signal) => (peer as FakePeer).request(index, signal),
     announceHave: () => {},
     announceClaim: () => {},
@@ -671,6 +675,38 @@ describe('Transfer: piece requests to peers', () => {
     await waitFor('a request to the other peer', () => other.asked.length === 1)
     other.asked[0]?.answer(other.piece(0))
     await within(5000, t.done, 'done')
+  })
+
+  test('no origin fetch while a holder whose session was just lost is rejoining; its pieces come from it', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(2 * PIECE)
+    const holder = new FakePeer('holder', data)
+    holder.holds = false // its session is gone for the moment
+    const swarm = fakeSwarm([holder])
+    swarm.rejoin = 1
+    let originAsked = 0
+    const origin: OriginFetcher = {
+      name: 'counted',
+      fetch: () => {
+        originAsked++
+        return Promise.reject(new Error('the origin must not be asked while the holder rejoins'))
+      },
+    }
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0 },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    await t.start()
+    await sleep(800) // three scheduling ticks
+    assert.equal(originAsked, 0, 'the origin was asked while a peer was rejoining')
+    holder.holds = true
+    swarm.rejoin = 0
+    swarm.changed()
+    await waitFor('requests to the holder', () => holder.asked.length === 2)
+    for (const a of holder.asked) a.answer(holder.piece(a.index))
+    await within(5000, t.done, 'done')
+    assert.equal(originAsked, 0)
   })
 
   test('a busy peer that keeps sending piece bytes is waited for past peerStallMs', {
