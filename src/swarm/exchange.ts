@@ -8,9 +8,10 @@ import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
-import { type RateLimiter, Semaphore } from '../util/limits.js'
+import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
 import { FrameDecoder, FrameWriter } from './framing.js'
 import type { SwarmNode } from './node.js'
+import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
 
 export const PIECES_PROTOCOL = '/shoal/pieces/1.0.0'
@@ -20,8 +21,15 @@ export interface ExchangeInit {
   maxStreamsPerPeer?: number
   /** Sessions kept per blob. */
   maxSessionsPerBlob?: number
-  /** Pieces read from disk and being sent at once, over all peers (memory bound). */
+  /** Pieces read from disk and being handed to streams at once, over all peers (memory bound). */
   maxServing?: number
+  /**
+   * Pieces on their way (from being read until their recipient announces them), over all peers:
+   * `serveTargetMs`' worth of the upload rate delivered (see UploadSlots), within [min, max].
+   */
+  minInFlight?: number
+  maxInFlight?: number
+  serveTargetMs?: number
   /** Requests served at once on one session. */
   servePerSession?: number
   helloTimeoutMs?: number
@@ -52,6 +60,9 @@ const D = {
   maxStreamsPerPeer: 256,
   maxSessionsPerBlob: 64,
   maxServing: 16,
+  minInFlight: 4,
+  maxInFlight: 32,
+  serveTargetMs: 4_000,
   servePerSession: 4,
   // Includes dialling a peer not connected yet (TCP, Noise, yamux) on a possibly busy node.
   helloTimeoutMs: 15_000,
@@ -68,6 +79,9 @@ const D = {
 /** Requests queued over all sessions, as a multiple of the pieces served at once; more are rejected busy. */
 const QUEUE_FACTOR = 2
 
+/** The delivered upload rate that sizes the sending slots is measured over this window. */
+const SERVE_RATE_WINDOW_MS = 5_000
+
 /** Requests one peer may have queued on one session; more are rejected. */
 const MAX_QUEUED_REQUESTS = 32
 
@@ -79,6 +93,12 @@ const PIECE_DATA_HINT = 64 * 1024
 
 /** A peer that said it is busy gets no request for this long. */
 const BUSY_BACKOFF_MS = 1_000
+
+/** A piece handed to the stream counts as on its way until its recipient announces it, this long at most. */
+const SENT_CONFIRM_MS = 15_000
+
+/** A peer that is sending a piece to another peer is not asked for that piece again for this long. */
+const SENDING_BACKOFF_MS = 1_000
 
 /** The provider search of a download backs off to this interval. */
 const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
@@ -119,6 +139,8 @@ class Session implements SwarmPeer {
   throughput = 0
   busyUntil = 0
   remoteSize = 0
+  /** Pieces this peer is sending to another peer (it said so), with until when not to ask it. */
+  private readonly deferred = new Map<number, number>()
   private bits: Bitfield | undefined
   private rawBits: Uint8Array = new Uint8Array()
   private readonly hashes = new Map<number, Uint8Array>()
@@ -250,10 +272,25 @@ class Session implements SwarmPeer {
     return true
   }
 
-  onReject(index: number, busy: boolean): void {
+  deferredUntil(index: number): number {
+    return this.deferred.get(index) ?? 0
+  }
+
+  onReject(index: number, busy: boolean, sending: boolean): void {
     const p = this.pending.get(index)
     if (p === undefined) return
     this.pending.delete(index)
+    if (sending) {
+      // It is sending this piece to another peer: that one will have it soon. Other pieces may
+      // still be asked of this peer at once.
+      const now = Date.now()
+      if (this.deferred.size > 1024) for (const [i, until] of this.deferred) if (until <= now) this.deferred.delete(i)
+      this.deferred.set(index, now + SENDING_BACKOFF_MS)
+      p.reject(
+        new ShoalError('TOOMANYREQUESTS', `peer is sending piece ${index} to another peer`, { detail: 'sending' }),
+      )
+      return
+    }
     if (busy) {
       // It has the piece but is over its limits: leave it alone a moment, keep its bit.
       this.busyUntil = Date.now() + BUSY_BACKOFF_MS
@@ -267,6 +304,7 @@ class Session implements SwarmPeer {
   close(err?: Error): void {
     if (this.closed) return
     this.closed = true
+    this.blob.outgoing.dropPeer(this.id)
     for (const p of this.pending.values()) p.reject(err ?? new ShoalError('ABORTED', 'session closed'))
     this.pending.clear()
     for (const w of this.helloWaiters) w()
@@ -290,6 +328,8 @@ class BlobSessions {
   readonly claims = new Map<number, { peer: string; at: number; orphanedAt?: number }>()
   /** Peers whose session ended while they stayed connected, with when (see REJOIN_GRACE_MS). */
   readonly lost = new Map<string, { peer: PeerId; at: number; until: number; dialledAt: number }>()
+  /** Pieces this node is sending, or sent and not yet announced by their recipient. */
+  readonly outgoing = new OutgoingPieces(SENT_CONFIRM_MS)
   idleTimer: NodeJS.Timeout | undefined
 
   constructor(readonly digest: Digest) {}
@@ -398,7 +438,8 @@ export class PieceExchange implements SwarmAccess {
   private readonly localBlob: (digest: Digest) => Promise<LocalBlob | undefined>
   private readonly blobs = new Map<string, BlobSessions>()
   private readonly banned = new Map<string, number>()
-  private readonly serving: Semaphore
+  private readonly serving: UploadSlots
+  private readonly reading: Semaphore
   private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
   private started = false
   /** Counters for metrics and tests. */
@@ -408,6 +449,10 @@ export class PieceExchange implements SwarmAccess {
     peersBanned: 0,
     /** Piece bytes that arrived after their request had given up. */
     bytesUnwanted: 0,
+    /** Requests answered "sending to another peer" (see the request handler). */
+    requestsDeferred: 0,
+    /** Requests answered the same because every slot was busy and another peer had the piece. */
+    requestsRedirected: 0,
   }
   private readonly pieceDataAt = new Map<string, number>()
   /** Requests queued or being served, over all sessions. */
@@ -418,7 +463,13 @@ export class PieceExchange implements SwarmAccess {
     this.node = components.node
     this.log = components.logger.child({ component: 'pieces' })
     this.localBlob = components.local
-    this.serving = new Semaphore(this.opts.maxServing)
+    this.reading = new Semaphore(this.opts.maxServing)
+    this.serving = new UploadSlots({
+      min: Math.min(this.opts.minInFlight, this.opts.maxInFlight),
+      max: this.opts.maxInFlight,
+      targetMs: this.opts.serveTargetMs,
+      windowMs: SERVE_RATE_WINDOW_MS,
+    })
   }
 
   get selfId(): string {
@@ -824,6 +875,7 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.have !== undefined) {
       session.onHave(m.have.index, m.have.hash)
+      session.blob.outgoing.done(m.have.index, session.id, true)
       swarm?.changed()
     }
     if (m.claim !== undefined) {
@@ -834,7 +886,7 @@ export class PieceExchange implements SwarmAccess {
       this.stats.bytesUnwanted += m.piece.data.byteLength
     }
     if (m.reject !== undefined) {
-      session.onReject(m.reject.index, m.reject.busy)
+      session.onReject(m.reject.index, m.reject.busy, m.reject.sending)
       swarm?.changed()
     }
     if (m.cancel !== undefined) session.cancelled.add(m.cancel.index)
@@ -846,16 +898,43 @@ export class PieceExchange implements SwarmAccess {
     if (m.request !== undefined) {
       const index = m.request.index
       session.cancelled.delete(index)
+      // With every sending slot busy (the upload is the bottleneck), a piece already on its way
+      // to another peer is not sent again at the same time: that peer will have it soon and can
+      // pass it on. One holder's upload then carries each piece once while it is the only source
+      // (BitTorrent's super-seeding), and a new piece spreads as a tree (1, 2, 4, … holders)
+      // instead of as N parallel copies from its first holder. With slots to spare, a copy costs
+      // nothing that another piece needed.
+      const outgoing = session.blob.outgoing
+      const pieceBytes = pieceSizeFor(session.blob.size || session.remoteSize)
+      const limit = this.serving.limit(pieceBytes)
+      const saturated = this.serving.inUse >= limit
+      if (saturated && outgoing.toOthers(index, session.id)) {
+        this.stats.requestsDeferred++
+        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
+        return
+      }
+      // Every slot busy and another peer in session has the piece: this node's upload is worth
+      // more for the pieces only it has, so the requester is sent there (told the same as above).
+      if (saturated && this.heldElsewhere(session, index)) {
+        this.stats.requestsRedirected++
+        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
+        return
+      }
       // Queues stay short: a request that would wait long here is better asked elsewhere now
       // than given up on later, when this node may already be sending it (wasted both ways).
-      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= this.opts.maxServing * QUEUE_FACTOR) {
-        session.writer.send({ reject: { index, busy: true } }).catch(() => {})
+      if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= limit * QUEUE_FACTOR) {
+        session.writer.send({ reject: { index, busy: true, sending: false } }).catch(() => {})
         return
       }
       session.queued++
       this.queuedTotal++
+      outgoing.start(index, session.id)
       this.serve(session, index)
+        .then((sent) => {
+          if (!sent) outgoing.done(index, session.id)
+        })
         .catch((err: unknown) => {
+          outgoing.done(index, session.id)
           this.log.debug({ peer: session.id, err: String(err) }, 'serving a piece failed')
         })
         .finally(() => {
@@ -865,17 +944,32 @@ export class PieceExchange implements SwarmAccess {
     }
   }
 
-  private async serve(session: Session, index: number): Promise<void> {
+  /** Another peer in session about the blob (not `requester`) has said it holds the piece. */
+  private heldElsewhere(requester: Session, index: number): boolean {
+    for (const s of requester.blob.sessions.values()) {
+      if (s !== requester && s.helloSeen && !s.closed && s.has(index)) return true
+    }
+    return false
+  }
+
+  /** True when the piece went into the stream. */
+  private async serve(session: Session, index: number): Promise<boolean> {
     const local = session.blob.swarm?.local ?? (await this.localBlob(session.blob.digest))
     if (local === undefined || !local.has(index) || this.isBanned(session.id)) {
-      await session.writer.send({ reject: { index, busy: false } })
-      return
+      await session.writer.send({ reject: { index, busy: false, sending: false } })
+      return false
     }
     session.serveSlots ??= new Semaphore(this.opts.servePerSession)
     await session.serveSlots.acquire()
-    await this.serving.acquire()
+    const queuedAt = Date.now()
+    await this.serving.acquire(local.pieceSize)
+    const startedAt = Date.now()
+    let delivered = 0
+    let reading = false
     try {
-      if (session.cancelled.delete(index) || session.closed) return
+      if (session.cancelled.delete(index) || session.closed) return false
+      await this.reading.acquire()
+      reading = true
       const data = await local.readPiece(index)
       await this.opts.uploadLimiter?.take(data.byteLength)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
@@ -887,12 +981,35 @@ export class PieceExchange implements SwarmAccess {
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
-      if (!sent) return
-      session.blob.lastActivity = Date.now()
+      this.reading.release()
+      reading = false
+      if (!sent) return false
+      const handedAt = Date.now()
+      session.blob.lastActivity = handedAt
       this.stats.piecesServed++
       this.stats.bytesServed += data.byteLength
+      // The slot is held until the recipient announces the piece: "sent" above only means handed
+      // to the stream, which may buffer megabytes, so slots (and the rate that sizes them) follow
+      // what arrived, not what was queued.
+      const confirmed = await session.blob.outgoing.sent(index, session.id)
+      if (confirmed) delivered = data.byteLength
+      this.log.debug(
+        {
+          peer: session.id,
+          digest: session.blob.digest.value,
+          index,
+          waitMs: startedAt - queuedAt,
+          sendMs: handedAt - startedAt,
+          confirmMs: Date.now() - handedAt,
+          confirmed,
+          slots: this.serving.limit(data.byteLength),
+        },
+        'piece served',
+      )
+      return true
     } finally {
-      this.serving.release()
+      if (reading) this.reading.release()
+      this.serving.release(delivered)
       session.serveSlots.release()
     }
   }

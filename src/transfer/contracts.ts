@@ -32,6 +32,8 @@ export interface SwarmPeer {
   readonly throughput: number
   /** Until then (epoch ms) the peer said it is too busy for more requests. */
   readonly busyUntil: number
+  /** Until then (epoch ms) the peer is not asked for this piece: it was sending it to another peer. */
+  deferredUntil(index: number): number
   /** When (epoch ms) piece bytes from this peer last arrived (0: never). */
   readonly lastDataAt: number
 }

@@ -426,7 +426,11 @@ export class Transfer implements LocalBlob {
       if (this.peerInflight >= this.opts.maxPeerRequests) return
       const now = Date.now()
       const free = peers.filter(
-        (p) => p.has(c.index) && p.inflight < this.opts.peerRequestsPerPeer && p.busyUntil <= now,
+        (p) =>
+          p.has(c.index) &&
+          p.inflight < this.opts.peerRequestsPerPeer &&
+          p.busyUntil <= now &&
+          p.deferredUntil(c.index) <= now,
       )
       if (free.length > 0) this.requestFromPeer(c.index, pickPeer(free))
     }
@@ -469,7 +473,8 @@ export class Transfer implements LocalBlob {
     // No fixed timeout: under load a peer's queue can hold a request for long while it sends
     // others' pieces; giving up then wasted the piece it sent anyway (a tenth of the lab's bytes).
     const stop = new AbortController()
-    this.peerRequests.set(index, { peer, started: Date.now(), stop })
+    const started = Date.now()
+    this.peerRequests.set(index, { peer, started, stop })
     const signal = AbortSignal.any([this.controller.signal, stop.signal])
     swarm
       .request(peer, index, signal)
@@ -488,13 +493,16 @@ export class Transfer implements LocalBlob {
         await this.storePiece(index, data, hash, peer.id)
         this.onBytes('peer', data.byteLength)
         this.countOutcome('ok')
+        this.log.debug({ peer: peer.id, index, ms: Date.now() - started }, 'piece received')
       })
       .catch((err: unknown) => {
         this.countOutcome(
           stop.signal.aborted
             ? 'stalled'
             : err instanceof ShoalError && err.code === 'TOOMANYREQUESTS'
-              ? 'busy'
+              ? err.detail === 'sending'
+                ? 'deferred'
+                : 'busy'
               : err instanceof ShoalError && err.code === 'BLOB_UNKNOWN'
                 ? 'refused'
                 : this.controller.signal.aborted

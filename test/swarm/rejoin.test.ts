@@ -7,75 +7,11 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import type { Stream } from '@libp2p/interface'
-import { PIECE_SIZE_SMALL } from '../../src/constants.js'
-import { silentLogger } from '../../src/log.js'
 import { type Digest, parseDigest } from '../../src/oci/digest.js'
-import { PieceExchange } from '../../src/swarm/exchange.js'
-import { SwarmNode } from '../../src/swarm/node.js'
-import { Bitfield } from '../../src/transfer/bitfield.js'
-import type { BlobSwarm, LocalBlob } from '../../src/transfer/contracts.js'
-import { removeDir, tempDir } from '../helpers/swarm.js'
-
-const PIECE = PIECE_SIZE_SMALL
-
-class FullBlob implements LocalBlob {
-  readonly pieceSize = PIECE
-  readonly pieceCount: number
-  readonly downloading = false
-  constructor(
-    private readonly data: Buffer,
-    readonly size = data.length,
-  ) {
-    this.pieceCount = Math.ceil(data.length / PIECE)
-  }
-  has(): boolean {
-    return true
-  }
-  bitfield(): Uint8Array<ArrayBuffer> {
-    const b = new Bitfield(this.pieceCount)
-    for (let i = 0; i < this.pieceCount; i++) b.set(i)
-    return new Uint8Array(b.bytes)
-  }
-  hashOf(index: number): Uint8Array {
-    return createHash('sha256').update(this.piece(index)).digest()
-  }
-  async pieceTable(): Promise<Uint8Array[]> {
-    return Array.from({ length: this.pieceCount }, (_, i) => this.hashOf(i))
-  }
-  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
-    return new Uint8Array(this.piece(index))
-  }
-  piece(index: number): Buffer {
-    return this.data.subarray(index * PIECE, (index + 1) * PIECE)
-  }
-}
-
-class Wanting implements LocalBlob {
-  readonly pieceSize = PIECE
-  readonly downloading = true
-  constructor(
-    readonly size: number,
-    readonly pieceCount: number,
-  ) {}
-  has(): boolean {
-    return false
-  }
-  bitfield(): Uint8Array<ArrayBuffer> {
-    return new Uint8Array(new Bitfield(this.pieceCount).bytes)
-  }
-  hashOf(): undefined {
-    return undefined
-  }
-  async pieceTable(): Promise<undefined> {
-    return undefined
-  }
-  async readPiece(): Promise<Uint8Array<ArrayBuffer>> {
-    throw new Error('has nothing')
-  }
-}
+import type { PieceExchange } from '../../src/swarm/exchange.js'
+import { ExchangeGroup, FullBlob, PIECE } from '../helpers/exchange.js'
 
 /** The holder's own end of its session with `peer` (reached into, to inject the fault). */
 function sessionStream(exchange: PieceExchange, digest: Digest, peer: string): Stream | undefined {
@@ -86,55 +22,23 @@ function sessionStream(exchange: PieceExchange, digest: Digest, peer: string): S
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('swarm: a lost session with a still-connected holder', { timeout: 60_000 }, () => {
-  let root: string
-  const nodes: SwarmNode[] = []
-  const exchanges: PieceExchange[] = []
-  const swarms: BlobSwarm[] = []
-
-  before(async () => {
-    root = await tempDir('shsw-rejoin-')
-  })
+  const group = new ExchangeGroup()
 
   after(async () => {
-    for (const s of swarms) s.close()
-    for (const e of exchanges) await e.stop().catch(() => {})
-    for (const n of nodes) await n.stop().catch(() => {})
-    await removeDir(root)
+    await group.stop()
   })
-
-  async function start(name: string, local: (d: Digest) => Promise<LocalBlob | undefined>) {
-    const node = new SwarmNode(
-      {
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        bootstrap: [],
-        mdns: false,
-        encryption: ['noise'],
-        identityPath: join(root, `${name}.key`),
-        maxConnections: 50,
-        bootstrapIntervalMs: 60_000,
-      },
-      { logger: silentLogger() },
-    )
-    await node.start()
-    nodes.push(node)
-    const exchange = new PieceExchange({}, { node, logger: silentLogger(), local })
-    await exchange.start()
-    exchanges.push(exchange)
-    return { node, exchange }
-  }
 
   it('counts the holder as rejoining, reopens the session by itself, and gets the piece over it', async () => {
     const data = randomBytes(2 * PIECE)
     const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
     const blob = new FullBlob(data)
-    const holder = await start('holder', async (d) => (d.value === digest.value ? blob : undefined))
-    const puller = await start('puller', async () => undefined)
+    const holder = await group.start('holder', async (d) => (d.value === digest.value ? blob : undefined))
+    const puller = await group.start('puller', async () => undefined)
     const addr = holder.node.libp2p.getMultiaddrs()[0]
     assert.ok(addr !== undefined)
     await puller.node.libp2p.dial(addr)
 
-    const swarm = puller.exchange.join(digest, data.length, new Wanting(data.length, 2))
-    swarms.push(swarm)
+    const swarm = group.join(puller, digest, data.length, 2)
     await swarm.ready
     const holderId = holder.node.peerId.toString()
     const holderOf = () => swarm.peers().find((p) => p.id === holderId)

@@ -697,6 +697,7 @@ export namespace Cancel {
 export interface Reject {
   index: number
   busy: boolean
+  sending: boolean
 }
 
 export namespace Reject {
@@ -719,13 +720,19 @@ export namespace Reject {
           w.bool(obj.busy)
         }
 
+        if ((obj.sending != null && obj.sending !== false)) {
+          w.uint32(24)
+          w.bool(obj.sending)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           index: 0,
-          busy: false
+          busy: false,
+          sending: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -740,6 +747,10 @@ export namespace Reject {
             }
             case 2: {
               obj.busy = reader.bool()
+              break
+            }
+            case 3: {
+              obj.sending = reader.bool()
               break
             }
             default: {
@@ -771,6 +782,13 @@ export namespace Reject {
               }
               break
             }
+            case 3: {
+              yield {
+                field: `${prefix}.sending`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -793,6 +811,11 @@ export namespace Reject {
     value: boolean
   }
 
+  export interface RejectSendingFieldEvent {
+    field: '$.sending'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Reject>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Reject.codec())
   }
@@ -801,7 +824,7 @@ export namespace Reject {
     return decodeMessage(buf, Reject.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Reject>): Generator<RejectIndexFieldEvent | RejectBusyFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Reject>): Generator<RejectIndexFieldEvent | RejectBusyFieldEvent | RejectSendingFieldEvent> {
     return streamMessage(buf, Reject.codec(), opts)
   }
 }
@@ -1331,6 +1354,11 @@ export namespace Message {
     value: boolean
   }
 
+  export interface MessageRejectSendingFieldEvent {
+    field: '$.reject.sending'
+    value: boolean
+  }
+
   export interface MessagePeersPeersIdFieldEvent {
     field: '$.peers.peers[].id'
     value: Uint8Array<ArrayBuffer>
@@ -1351,7 +1379,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }

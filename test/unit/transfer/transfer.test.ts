@@ -576,6 +576,8 @@ class FakePeer implements SwarmPeer {
   busyUntil = 0
   lastDataAt = 0
   holds = true
+  /** Pieces this peer said it is sending to another peer, until when. */
+  readonly deferred = new Map<number, number>()
   readonly asked: { index: number; at: number; abortedAt?: number; answer: (d: Uint8Array) => void }[] = []
 
   constructor(
@@ -585,6 +587,10 @@ class FakePeer implements SwarmPeer {
 
   has(): boolean {
     return this.holds
+  }
+
+  deferredUntil(index: number): number {
+    return this.deferred.get(index) ?? 0
   }
 
   hashOf(index: number): Uint8Array {
@@ -757,6 +763,29 @@ describe('Transfer: piece requests to peers', () => {
     }
     assert.notDeepEqual(firstAsked[0], firstAsked[1], `both asked ${firstAsked[0]} first`)
     assert.notDeepEqual(firstAsked[0], [0, 1, 2, 3], 'not in index order')
+  })
+
+  test('a piece its holder is sending to another peer is asked of it only after the deferral', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(2 * PIECE)
+    const seed = new FakePeer('seed', data)
+    seed.deferred.set(0, Date.now() + 600)
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, peerRequestsPerPeer: 4 },
+      { store, logger: silentLogger(), origin: noOrigin, swarm: fakeSwarm([seed]) },
+    )
+    const started = Date.now()
+    await t.start()
+    await waitFor('a request', () => seed.asked.length === 1)
+    assert.equal(seed.asked[0]?.index, 1, 'the deferred piece was asked first')
+    seed.asked[0]?.answer(seed.piece(1))
+    await waitFor('the deferred piece', () => seed.asked.length === 2, 3000)
+    assert.equal(seed.asked[1]?.index, 0)
+    const waited = (seed.asked[1]?.at ?? 0) - started
+    assert.ok(waited >= 550, `asked again after ${waited} ms`)
+    seed.asked[1]?.answer(seed.piece(0))
+    await within(5000, t.done, 'done')
   })
 
   test('peerRequestTimeoutMs bounds a request even while the peer sends', { timeout: TEST_TIMEOUT }, async () => {

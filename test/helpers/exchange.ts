@@ -1,0 +1,136 @@
+/**
+ * In-process piece exchanges over real libp2p nodes on loopback, for swarm tests that need to
+ * reach the protocol directly (no daemon, no origin): a blob held whole, a blob wanted, and a
+ * group of nodes stopped together.
+ */
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import { PIECE_SIZE_SMALL } from '../../src/constants.js'
+import { silentLogger } from '../../src/log.js'
+import type { Digest } from '../../src/oci/digest.js'
+import { type ExchangeInit, PieceExchange } from '../../src/swarm/exchange.js'
+import { SwarmNode } from '../../src/swarm/node.js'
+import { Bitfield } from '../../src/transfer/bitfield.js'
+import type { BlobSwarm, LocalBlob } from '../../src/transfer/contracts.js'
+import { removeDir, tempDir } from './swarm.js'
+
+export const PIECE = PIECE_SIZE_SMALL
+
+/** Every piece of `data`, verified; `beforeRead` may hold a read back. */
+export class FullBlob implements LocalBlob {
+  readonly pieceSize = PIECE
+  readonly pieceCount: number
+  readonly downloading = false
+  reads = 0
+
+  constructor(
+    private readonly data: Buffer,
+    private readonly beforeRead: (read: number) => Promise<void> = async () => {},
+    readonly size = data.length,
+  ) {
+    this.pieceCount = Math.ceil(data.length / PIECE)
+  }
+
+  has(): boolean {
+    return true
+  }
+
+  bitfield(): Uint8Array<ArrayBuffer> {
+    const b = new Bitfield(this.pieceCount)
+    for (let i = 0; i < this.pieceCount; i++) b.set(i)
+    return new Uint8Array(b.bytes)
+  }
+
+  hashOf(index: number): Uint8Array {
+    return createHash('sha256').update(this.piece(index)).digest()
+  }
+
+  async pieceTable(): Promise<Uint8Array[]> {
+    return Array.from({ length: this.pieceCount }, (_, i) => this.hashOf(i))
+  }
+
+  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
+    await this.beforeRead(this.reads++)
+    return new Uint8Array(this.piece(index))
+  }
+
+  piece(index: number): Buffer {
+    return this.data.subarray(index * PIECE, (index + 1) * PIECE)
+  }
+}
+
+/** A blob being downloaded that has nothing yet. */
+export class Wanting implements LocalBlob {
+  readonly pieceSize = PIECE
+  readonly downloading = true
+  constructor(
+    readonly size: number,
+    readonly pieceCount: number,
+  ) {}
+  has(): boolean {
+    return false
+  }
+  bitfield(): Uint8Array<ArrayBuffer> {
+    return new Uint8Array(new Bitfield(this.pieceCount).bytes)
+  }
+  hashOf(): undefined {
+    return undefined
+  }
+  async pieceTable(): Promise<undefined> {
+    return undefined
+  }
+  async readPiece(): Promise<Uint8Array<ArrayBuffer>> {
+    throw new Error('has nothing')
+  }
+}
+
+export interface ExchangeNode {
+  node: SwarmNode
+  exchange: PieceExchange
+}
+
+/** Nodes with a piece exchange each, and the swarms they joined; `stop` ends them all. */
+export class ExchangeGroup {
+  private root: string | undefined
+  private readonly members: ExchangeNode[] = []
+  private readonly swarms: BlobSwarm[] = []
+
+  async start(
+    name: string,
+    local: (d: Digest) => Promise<LocalBlob | undefined>,
+    init: ExchangeInit = {},
+  ): Promise<ExchangeNode> {
+    this.root ??= await tempDir('shsw-exchange-')
+    const node = new SwarmNode(
+      {
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        bootstrap: [],
+        mdns: false,
+        encryption: ['noise'],
+        identityPath: join(this.root, `${name}.key`),
+        maxConnections: 50,
+        bootstrapIntervalMs: 60_000,
+      },
+      { logger: silentLogger() },
+    )
+    await node.start()
+    const exchange = new PieceExchange(init, { node, logger: silentLogger(), local })
+    this.members.push({ node, exchange })
+    await exchange.start()
+    return { node, exchange }
+  }
+
+  /** `from` joins the blob as a downloader (closed by `stop`). */
+  join(from: ExchangeNode, digest: Digest, size: number, pieces: number): BlobSwarm {
+    const swarm = from.exchange.join(digest, size, new Wanting(size, pieces))
+    this.swarms.push(swarm)
+    return swarm
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.swarms) s.close()
+    for (const m of this.members) await m.exchange.stop().catch(() => {})
+    for (const m of this.members) await m.node.stop().catch(() => {})
+    if (this.root !== undefined) await removeDir(this.root)
+  }
+}
