@@ -666,7 +666,12 @@ export class PieceExchange implements SwarmAccess {
     return session
   }
 
-  private async sendHello(session: Session, local: LocalBlob | undefined): Promise<void> {
+  private async sendHello(session: Session, given: LocalBlob | undefined): Promise<void> {
+    // Whoever opens the session, the Hello says what this node holds: a seed opening one to a
+    // peer it heard of (peer exchange) has no transfer to pass in, yet holds the whole blob. It
+    // once said "nothing" there, and never corrected it (a seed sends no Have): the peer then
+    // fetched the seed's pieces from the origin (the warm test's rare failure).
+    const local = given ?? session.blob.swarm?.local ?? (await this.localBlob(session.blob.digest))
     const hello: Hello = {
       digest: session.blob.digest.value,
       size: BigInt(local?.size ?? session.blob.size),
