@@ -3,11 +3,11 @@
  * reach the protocol directly (no daemon, no origin): a blob held whole, a blob wanted, and a
  * group of nodes stopped together.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { PIECE_SIZE_SMALL } from '../../src/constants.js'
 import { silentLogger } from '../../src/log.js'
-import type { Digest } from '../../src/oci/digest.js'
+import { type Digest, parseDigest } from '../../src/oci/digest.js'
 import { type ExchangeInit, PieceExchange } from '../../src/swarm/exchange.js'
 import { SwarmNode } from '../../src/swarm/node.js'
 import { Bitfield } from '../../src/transfer/bitfield.js'
@@ -118,6 +118,25 @@ export class ExchangeGroup {
     this.members.push({ node, exchange })
     await exchange.start()
     return { node, exchange }
+  }
+
+  /**
+   * A holder of a random blob of `pieces` pieces (held whole) and a puller that has nothing,
+   * connected to each other (both sides see the connection).
+   */
+  async holderAndPuller(pieces: number, holderName = 'holder') {
+    const data = randomBytes(pieces * PIECE)
+    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const blob = new FullBlob(data)
+    const holder = await this.start(holderName, async (d) => (d.value === digest.value ? blob : undefined))
+    const puller = await this.start('puller', async () => undefined)
+    const addr = holder.node.libp2p.getMultiaddrs()[0]
+    if (addr === undefined) throw new Error('the holder listens nowhere')
+    await puller.node.libp2p.dial(addr)
+    for (let i = 0; i < 500 && !holder.node.isConnected(puller.node.peerId); i++) {
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    return { data, digest, blob, holder, puller }
   }
 
   /** `from` joins the blob as a downloader (closed by `stop`). */

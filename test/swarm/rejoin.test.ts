@@ -6,12 +6,11 @@
  * nothing from the origin) and opens a new session by itself, over which the piece comes.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, describe, it } from 'node:test'
 import type { Stream } from '@libp2p/interface'
-import { type Digest, parseDigest } from '../../src/oci/digest.js'
+import type { Digest } from '../../src/oci/digest.js'
 import type { PieceExchange } from '../../src/swarm/exchange.js'
-import { ExchangeGroup, FullBlob, PIECE } from '../helpers/exchange.js'
+import { ExchangeGroup } from '../helpers/exchange.js'
 
 /** The holder's own end of its session with `peer` (reached into, to inject the fault). */
 function sessionStream(exchange: PieceExchange, digest: Digest, peer: string): Stream | undefined {
@@ -29,14 +28,7 @@ describe('swarm: a lost session with a still-connected holder', { timeout: 60_00
   })
 
   it('counts the holder as rejoining, reopens the session by itself, and gets the piece over it', async () => {
-    const data = randomBytes(2 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
-    const blob = new FullBlob(data)
-    const holder = await group.start('holder', async (d) => (d.value === digest.value ? blob : undefined))
-    const puller = await group.start('puller', async () => undefined)
-    const addr = holder.node.libp2p.getMultiaddrs()[0]
-    assert.ok(addr !== undefined)
-    await puller.node.libp2p.dial(addr)
+    const { data, digest, blob, holder, puller } = await group.holderAndPuller(2)
 
     const swarm = group.join(puller, digest, data.length, 2)
     await swarm.ready

@@ -6,13 +6,10 @@
  * corrected, and the puller fetched the seed's pieces from the origin.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, describe, it } from 'node:test'
-import { type Digest, parseDigest } from '../../src/oci/digest.js'
+import type { Digest } from '../../src/oci/digest.js'
 import type { PieceExchange } from '../../src/swarm/exchange.js'
-import { ExchangeGroup, FullBlob, PIECE } from '../helpers/exchange.js'
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+import { ExchangeGroup } from '../helpers/exchange.js'
 
 /** Who opened the session `exchange` has with `peer` about the blob (reached into, for the test's premise). */
 function openedBy(exchange: PieceExchange, digest: Digest, peer: string): string {
@@ -29,15 +26,7 @@ describe('swarm: the Hello of a session a seed opened', { timeout: 60_000 }, () 
   })
 
   it('carries the seed bitfield and piece hashes, and pieces come over that session', async () => {
-    const data = randomBytes(3 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
-    const blob = new FullBlob(data)
-    const seed = await group.start('seed', async (d) => (d.value === digest.value ? blob : undefined))
-    const puller = await group.start('puller', async () => undefined)
-    const addr = seed.node.libp2p.getMultiaddrs()[0]
-    assert.ok(addr !== undefined)
-    await puller.node.libp2p.dial(addr)
-    for (let i = 0; i < 200 && !seed.node.isConnected(puller.node.peerId); i++) await sleep(10)
+    const { data, digest, blob, holder: seed, puller } = await group.holderAndPuller(3, 'seed')
 
     // The seed opens the session (here through findSize, which passes no local blob, like peer
     // exchange does for a node with no transfer of the blob).
