@@ -778,8 +778,9 @@ export class PieceExchange implements SwarmAccess {
       await this.sendHello(session, local)
       await this.sendPeers(session)
     } catch (err) {
-      // Not left behind as a session that answers Hello but whose stream is gone.
-      this.drop(session, err)
+      // Not left behind as a session that answers Hello but whose stream is gone (no read loop
+      // runs yet to forget it).
+      this.forget(session, err)
       throw err
     }
     for (const m of rest) this.onMessage(session, m)
@@ -787,9 +788,9 @@ export class PieceExchange implements SwarmAccess {
     await this.readLoop(session, decoder, it)
   }
 
-  /** Closes a session whose read loop is not running (it failed while being set up). */
-  private drop(session: Session, err: unknown): void {
-    session.close(err instanceof Error ? err : new Error(String(err)))
+  /** Closes a session and takes it out of its blob's list (if still there: it may be replaced). */
+  private forget(session: Session, err?: unknown): void {
+    session.close(err === undefined ? undefined : err instanceof Error ? err : new Error(String(err)))
     const blob = session.blob
     if (blob.sessions.get(session.id) === session) {
       blob.sessions.delete(session.id)
@@ -815,13 +816,7 @@ export class PieceExchange implements SwarmAccess {
     } catch (err) {
       this.log.debug({ peer: session.id, err: String(err) }, 'piece session ended')
     } finally {
-      session.close()
-      const blob = session.blob
-      if (blob.sessions.get(session.id) === session) {
-        blob.sessions.delete(session.id)
-        this.sessionLost(blob, session)
-      }
-      blob.swarm?.changed()
+      this.forget(session)
     }
   }
 
@@ -975,8 +970,9 @@ export class PieceExchange implements SwarmAccess {
       if (session.cancelled.delete(index) || session.closed) return false
       await this.reading.acquire()
       reading = true
-      const data = await local.readPiece(index)
-      await this.opts.uploadLimiter?.take(data.byteLength)
+      let data: Uint8Array | undefined = await local.readPiece(index)
+      const bytes = data.byteLength
+      await this.opts.uploadLimiter?.take(bytes)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
       }
@@ -986,18 +982,20 @@ export class PieceExchange implements SwarmAccess {
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
+      // Not kept while waiting for the Have: memory holds `maxServing` pieces, whatever the slots.
+      data = undefined
       this.reading.release()
       reading = false
       if (!sent) return false
       const handedAt = Date.now()
       session.blob.lastActivity = handedAt
       this.stats.piecesServed++
-      this.stats.bytesServed += data.byteLength
+      this.stats.bytesServed += bytes
       // The slot is held until the recipient announces the piece: "sent" above only means handed
       // to the stream, which may buffer megabytes, so slots (and the rate that sizes them) follow
       // what arrived, not what was queued.
       const confirmed = await session.blob.outgoing.sent(index, session.id)
-      if (confirmed) delivered = data.byteLength
+      if (confirmed) delivered = bytes
       this.log.debug(
         {
           peer: session.id,
@@ -1007,7 +1005,7 @@ export class PieceExchange implements SwarmAccess {
           sendMs: handedAt - startedAt,
           confirmMs: Date.now() - handedAt,
           confirmed,
-          slots: this.serving.limit(data.byteLength),
+          slots: this.serving.limit(bytes),
         },
         'piece served',
       )
