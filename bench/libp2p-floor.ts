@@ -3,7 +3,10 @@
  * code): the floor under Shoal's piece exchange. A sender process streams `--mib` MiB in 4 MiB
  * writes to a receiver process over loopback; each reports its CPU time per MiB.
  *
- *   npm run build && node dist/bench/libp2p-floor.js [--mib 256] [--enc noise|tls]
+ *   npm run build && node dist/bench/libp2p-floor.js [--mib 256] [--enc noise|shoal-noise|tls]
+ *
+ * `noise` is @chainsafe/libp2p-noise as shipped; `shoal-noise` is the daemon's (its cipher with
+ * cached keys, and no copy per received message: src/swarm/noise-crypto.ts).
  *
  * Loopback only; both processes are this script's and end with it.
  */
@@ -16,6 +19,7 @@ import { tcp } from '@libp2p/tcp'
 import { tls } from '@libp2p/tls'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { shoalNoise } from '../src/swarm/noise-crypto.js'
 
 const PROTOCOL = '/shoal-bench/floor/1'
 const CHUNK = 4 * 1024 * 1024
@@ -31,7 +35,7 @@ function node(enc: string, listen: string[]) {
   return createLibp2p({
     addresses: { listen },
     transports: [tcp()],
-    connectionEncrypters: [enc === 'tls' ? tls() : noise()],
+    connectionEncrypters: [enc === 'tls' ? tls() : enc === 'shoal-noise' ? shoalNoise() : noise()],
     streamMuxers: [yamux()],
   })
 }
@@ -106,8 +110,8 @@ if (!Number.isInteger(Number(values.mib)) || Number(values.mib) < 4 || Number(va
   console.error('--mib: an integer from 4 to 4096')
   process.exit(2)
 }
-if (values.enc !== 'noise' && values.enc !== 'tls') {
-  console.error('--enc: noise or tls')
+if (values.enc !== 'noise' && values.enc !== 'shoal-noise' && values.enc !== 'tls') {
+  console.error('--enc: noise, shoal-noise or tls')
   process.exit(2)
 }
 if (values.role === 'receiver') await receiver(values.enc, total)

@@ -1,5 +1,4 @@
 import { lookup } from 'node:dns/promises'
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PeerId, Stream, StreamHandler } from '@libp2p/interface'
@@ -15,7 +14,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import type { Logger } from '../log.js'
 import { parseDigest } from '../oci/digest.js'
 import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
-import { shoalNoiseCrypto } from './noise-crypto.js'
+import { shoalNoise } from './noise-crypto.js'
 
 export interface SwarmNodeInit {
   listen: string[]
@@ -86,7 +85,7 @@ export class SwarmNode {
       addresses: { listen: this.init.listen },
       transports: [tcp()],
       connectionEncrypters: this.init.encryption.map((e) =>
-        e === 'tls' ? tls() : noise({ prologueBytes: swarmPrologue(this.init.swarmKey), crypto: shoalNoiseCrypto }),
+        e === 'tls' ? tls() : shoalNoise({ prologueBytes: swarmPrologue(this.init.swarmKey) }),
       ),
       streamMuxers: [yamux()],
       peerDiscovery,
