@@ -458,6 +458,11 @@ export class PieceExchange implements SwarmAccess {
   /** Requests queued or being served, over all sessions. */
   private queuedTotal = 0
 
+  /** Requests queued or being served, over all sessions. */
+  get queued(): number {
+    return this.queuedTotal
+  }
+
   constructor(init: ExchangeInit, components: ExchangeComponents) {
     this.opts = { ...D, ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)) }
     this.node = components.node
@@ -968,6 +973,18 @@ export class PieceExchange implements SwarmAccess {
     let reading = false
     try {
       if (session.cancelled.delete(index) || session.closed) return false
+      // The same choice as when the request came (see the request handler), made again now: the
+      // wait for a slot can take seconds on a slow uplink, and meanwhile another peer may have
+      // got the piece or this node may have started sending it elsewhere. With others still
+      // waiting for a slot, it goes to a piece only this node can give.
+      if (
+        this.serving.waiting > 0 &&
+        (session.blob.outgoing.sentToOthers(index, session.id) || this.heldElsewhere(session, index))
+      ) {
+        this.stats.requestsRedirected++
+        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
+        return false
+      }
       await this.reading.acquire()
       reading = true
       let data: Uint8Array | undefined = await local.readPiece(index)

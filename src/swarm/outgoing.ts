@@ -66,6 +66,17 @@ export class OutgoingPieces {
     }
   }
 
+  /**
+   * The piece was handed to the stream for a peer other than `peer` and is not announced yet
+   * (queued sends are not counted: of two queued for the same piece, neither has gone).
+   */
+  sentToOthers(index: number, peer: string, now = Date.now()): boolean {
+    const m = this.byPiece.get(index)
+    if (m === undefined) return false
+    for (const [p, until] of m) if (p !== peer && until > now && until !== Number.POSITIVE_INFINITY) return true
+    return false
+  }
+
   /** The piece is on its way to a peer other than `peer`. */
   toOthers(index: number, peer: string, now = Date.now()): boolean {
     const m = this.byPiece.get(index)

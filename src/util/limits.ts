@@ -107,6 +107,11 @@ export class UploadSlots {
     return this.active
   }
 
+  /** Acquirers waiting for a slot. */
+  get waiting(): number {
+    return this.waiters.length
+  }
+
   async acquire(pieceBytes: number, now = Date.now()): Promise<void> {
     if (this.waiters.length === 0 && this.active < this.limit(pieceBytes, now)) {
       this.tick(now)

@@ -92,4 +92,70 @@ describe('swarm: a piece on its way to one peer is not sent to another at the sa
     assert.ok(got !== undefined && Buffer.from(got).equals(data.subarray(0, PIECE)))
     assert.equal(holder.exchange.stats.piecesServed, 3)
   })
+
+  it('a queued request whose piece another peer got meanwhile is sent there when its slot comes, if others wait', async () => {
+    const data = randomBytes(4 * PIECE)
+    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const piece = (i: number) => data.subarray(i * PIECE, (i + 1) * PIECE)
+    const hash = (i: number) => createHash('sha256').update(piece(i)).digest()
+    let go: () => void = () => {}
+    const firstReads = new Promise<void>((resolve) => {
+      go = resolve
+    })
+    // The holder's first two reads wait for `go`: both of its sending slots stay taken.
+    const blob = new FullBlob(data, async (read) => {
+      if (read <= 1) await firstReads
+    })
+    const holder = await group.start('holder2', async (d) => (d.value === digest.value ? blob : undefined), {
+      minInFlight: 2,
+      maxInFlight: 2,
+    })
+    const addr = holder.node.libp2p.getMultiaddrs()[0]
+    assert.ok(addr !== undefined)
+    const peers: BlobSwarm[] = []
+    for (const name of ['a2', 'b2', 'c2', 'd2']) {
+      const n = await group.start(name, async () => undefined)
+      await n.node.libp2p.dial(addr)
+      peers.push(group.join(n, digest, data.length, 4))
+    }
+    const [swarmA, swarmB, swarmC, swarmD] = peers
+    assert.ok(swarmA && swarmB && swarmC && swarmD)
+    await Promise.all(peers.map((s) => s.ready))
+    const holderOf = (s: BlobSwarm) => s.peers().find((p) => p.id === holder.node.peerId.toString())
+    const [fromA, fromB, fromC, fromD] = peers.map(holderOf)
+    assert.ok(fromA && fromB && fromC && fromD, 'every requester is in session with the holder')
+
+    const signal = AbortSignal.timeout(30_000)
+    // A and D take both slots; B's and C's requests (pieces 1 and 2) queue behind them. When B's
+    // came, nobody else had piece 1.
+    const first = swarmA.request(fromA, 0, signal)
+    const fourth = swarmD.request(fromD, 3, signal)
+    for (let i = 0; i < 200 && blob.reads < 2; i++) await new Promise((r) => setTimeout(r, 25))
+    assert.equal(blob.reads, 2, 'the holder did not start serving A and D')
+    const b = swarmB.request(fromB, 1, signal).then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    // C's request after B's is queued (they come on different connections).
+    for (let i = 0; i < 200 && holder.exchange.queued < 3; i++) await new Promise((r) => setTimeout(r, 10))
+    assert.equal(holder.exchange.queued, 3)
+    const c = swarmC.request(fromC, 2, signal)
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(holder.exchange.stats.requestsDeferred + holder.exchange.stats.requestsRedirected, 0)
+    // Meanwhile A gets piece 1 from elsewhere and says so.
+    swarmA.announceHave(1, hash(1))
+    await new Promise((r) => setTimeout(r, 300))
+    go()
+    assert.ok(Buffer.from(await first).equals(piece(0)))
+    assert.ok(Buffer.from(await fourth).equals(piece(3)))
+    // A's Have frees a slot while C still waits: B is sent to A, and the slot goes to C's piece.
+    swarmA.announceHave(0, hash(0))
+    const err = await b
+    assert.ok(isShoalError(err, 'TOOMANYREQUESTS') && err.detail === 'sending', `B was told: ${String(err)}`)
+    assert.ok(fromB.has(1), 'the holder keeps its bit')
+    swarmD.announceHave(3, hash(3))
+    assert.ok(Buffer.from(await c).equals(piece(2)))
+    assert.equal(holder.exchange.stats.requestsRedirected, 1)
+    assert.equal(holder.exchange.stats.piecesServed, 3)
+  })
 })

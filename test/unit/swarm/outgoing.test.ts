@@ -24,6 +24,20 @@ describe('OutgoingPieces', () => {
     assert.equal(o.size, 0)
   })
 
+  test('sentToOthers counts only sends handed to the stream and not yet announced, not queued ones', () => {
+    const o = new OutgoingPieces(15_000)
+    const t = 1_000_000
+    o.start(3, 'a')
+    o.start(3, 'b')
+    assert.equal(o.sentToOthers(3, 'b', t), false, 'both only queued')
+    o.sent(3, 'a', t)
+    assert.equal(o.sentToOthers(3, 'b', t + 1), true)
+    assert.equal(o.sentToOthers(3, 'a', t + 1), false, 'not to others for a itself')
+    assert.equal(o.sentToOthers(3, 'b', t + 15_001), false, 'the bound')
+    o.done(3, 'a', true)
+    assert.equal(o.sentToOthers(3, 'b', t + 1), false, 'announced')
+  })
+
   test('a queued piece does not expire; sent() for a send not started is ignored', () => {
     const o = new OutgoingPieces(10)
     o.start(1, 'a')
