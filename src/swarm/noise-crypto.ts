@@ -128,25 +128,29 @@ export function withoutDecryptCopy<T>(connection: T): T {
   return connection
 }
 
-/** Noise as libp2p takes it, with Shoal's cipher and `withoutDecryptCopy` on every connection. */
-export function shoalNoise(
-  init: NoiseInit = {},
-): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
-  const make = noise({ ...init, crypto: shoalNoiseCrypto })
+type EncrypterFactory = (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions>
+
+/** `make`'s encrypters, with `each` called on every connection they secure (both directions). */
+export function onSecured(make: EncrypterFactory, each: (connection: unknown) => void): EncrypterFactory {
   return (components) => {
     const encrypter = make(components)
     const inbound = encrypter.secureInbound.bind(encrypter)
     const outbound = encrypter.secureOutbound.bind(encrypter)
     encrypter.secureInbound = async (...args) => {
       const secured = await inbound(...args)
-      withoutDecryptCopy(secured.connection)
+      each(secured.connection)
       return secured
     }
     encrypter.secureOutbound = async (...args) => {
       const secured = await outbound(...args)
-      withoutDecryptCopy(secured.connection)
+      each(secured.connection)
       return secured
     }
     return encrypter
   }
+}
+
+/** Noise as libp2p takes it, with Shoal's cipher and `withoutDecryptCopy` on every connection. */
+export function shoalNoise(init: NoiseInit = {}): EncrypterFactory {
+  return onSecured(noise({ ...init, crypto: shoalNoiseCrypto }), withoutDecryptCopy)
 }

@@ -5,31 +5,10 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { shoalNoise } from '../../src/swarm/noise-crypto.js'
+import { onSecured, shoalNoise } from '../../src/swarm/noise-crypto.js'
 
 const PROTOCOL = '/shoal-test/noise-stream/1'
 const MiB = 1024 * 1024
-
-/** shoalNoise, recording every connection it secured. */
-function recordingNoise(seen: object[]): ReturnType<typeof shoalNoise> {
-  const make = shoalNoise()
-  return (components) => {
-    const encrypter = make(components)
-    const inbound = encrypter.secureInbound.bind(encrypter)
-    const outbound = encrypter.secureOutbound.bind(encrypter)
-    encrypter.secureInbound = async (...args) => {
-      const secured = await inbound(...args)
-      seen.push(secured.connection)
-      return secured
-    }
-    encrypter.secureOutbound = async (...args) => {
-      const secured = await outbound(...args)
-      seen.push(secured.connection)
-      return secured
-    }
-    return encrypter
-  }
-}
 
 /** Writes of awkward sizes, so that Noise messages of every length straddle the socket's reads. */
 function pieces(total: number): Buffer[] {
@@ -81,7 +60,7 @@ describe('Noise without the decrypt copy (real libp2p over TCP)', () => {
       createLibp2p({
         addresses: { listen },
         transports: [tcp()],
-        connectionEncrypters: [recordingNoise(seen)],
+        connectionEncrypters: [onSecured(shoalNoise(), (c) => seen.push(c as object))],
         streamMuxers: [yamux()],
       })
     a = await node(['/ip4/127.0.0.1/tcp/0'])
