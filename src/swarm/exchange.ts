@@ -913,18 +913,9 @@ export class PieceExchange implements SwarmAccess {
       const pieceBytes = pieceSizeFor(session.blob.size || session.remoteSize)
       const limit = this.serving.limit(pieceBytes)
       const saturated = this.serving.inUse >= limit
-      if (saturated && outgoing.toOthers(index, session.id)) {
-        this.stats.requestsDeferred++
-        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
-        return
-      }
       // Every slot busy and another peer in session has the piece: this node's upload is worth
-      // more for the pieces only it has, so the requester is sent there (told the same as above).
-      if (saturated && this.heldElsewhere(session, index)) {
-        this.stats.requestsRedirected++
-        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
-        return
-      }
+      // more for the pieces only it has, so the requester is sent there (told the same).
+      if (saturated && this.sendElsewhere(session, index, outgoing.toOthers(index, session.id))) return
       // Queues stay short: a request that would wait long here is better asked elsewhere now
       // than given up on later, when this node may already be sending it (wasted both ways).
       if (session.queued >= MAX_QUEUED_REQUESTS || this.queuedTotal >= limit * QUEUE_FACTOR) {
@@ -947,6 +938,18 @@ export class PieceExchange implements SwarmAccess {
           this.queuedTotal--
         })
     }
+  }
+
+  /**
+   * Tells the requester "sending to another peer" when the piece is on its way to another peer
+   * (`onItsWay`) or another peer in session holds it; true when told.
+   */
+  private sendElsewhere(session: Session, index: number, onItsWay: boolean): boolean {
+    if (onItsWay) this.stats.requestsDeferred++
+    else if (this.heldElsewhere(session, index)) this.stats.requestsRedirected++
+    else return false
+    session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
+    return true
   }
 
   /** Another peer in session about the blob (not `requester`) has said it holds the piece. */
@@ -977,12 +980,11 @@ export class PieceExchange implements SwarmAccess {
       // wait for a slot can take seconds on a slow uplink, and meanwhile another peer may have
       // got the piece or this node may have started sending it elsewhere. With others still
       // waiting for a slot, it goes to a piece only this node can give.
+      // Queued sends do not count here: of two queued for the same piece, neither has gone.
       if (
         this.serving.waiting > 0 &&
-        (session.blob.outgoing.sentToOthers(index, session.id) || this.heldElsewhere(session, index))
+        this.sendElsewhere(session, index, session.blob.outgoing.sentToOthers(index, session.id))
       ) {
-        this.stats.requestsRedirected++
-        session.writer.send({ reject: { index, busy: true, sending: true } }).catch(() => {})
         return false
       }
       await this.reading.acquire()
