@@ -128,6 +128,59 @@ export function withoutDecryptCopy<T>(connection: T): T {
   return connection
 }
 
+/** The TCP connection under a Noise stream, as @libp2p/tcp builds it. */
+interface SocketConnection {
+  socket: {
+    cork(): void
+    uncork(): void
+    write(buf: Uint8Array): boolean
+    readonly writableLength: number
+    readonly writableHighWaterMark: number
+  }
+  sendData(data: Uint8ArrayList): { sentBytes: number; canSendMore: boolean }
+}
+
+/**
+ * One system call per send instead of one per buffer. Noise hands the TCP connection each
+ * transport message as three buffers (its 2-byte length, the ciphertext, the tag), and
+ * @libp2p/tcp writes every buffer on its own: three `write()` calls per 64 KiB message, two of
+ * them tiny, and two per control frame (a yamux window update, a Have). Corked, the buffers of
+ * one send leave as a single `writev`. The result reports the same backpressure `write()` would.
+ */
+function sendDataCorked(this: SocketConnection, data: Uint8ArrayList): { sentBytes: number; canSendMore: boolean } {
+  const socket = this.socket
+  let sentBytes = 0
+  socket.cork()
+  try {
+    for (const buf of data) {
+      socket.write(buf)
+      sentBytes += buf.byteLength
+    }
+  } finally {
+    socket.uncork()
+  }
+  return { sentBytes, canSendMore: socket.writableLength < socket.writableHighWaterMark }
+}
+
+/**
+ * Put `sendDataCorked` on the TCP connection under a secured Noise connection (an own property,
+ * as `withoutDecryptCopy`). Anything else — another transport, other internals — is left alone.
+ */
+export function withCorkedWrites<T>(connection: T): T {
+  const raw = (connection as { stream?: Partial<SocketConnection> }).stream
+  const socket = raw?.socket
+  if (
+    raw !== undefined &&
+    typeof raw.sendData === 'function' &&
+    typeof socket?.cork === 'function' &&
+    typeof socket.uncork === 'function' &&
+    typeof socket.writableHighWaterMark === 'number'
+  ) {
+    Object.defineProperty(raw, 'sendData', { value: sendDataCorked, configurable: true, writable: true })
+  }
+  return connection
+}
+
 type EncrypterFactory = (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions>
 
 /** `make`'s encrypters, with `each` called on every connection they secure (both directions). */
@@ -150,7 +203,12 @@ export function onSecured(make: EncrypterFactory, each: (connection: unknown) =>
   }
 }
 
-/** Noise as libp2p takes it, with Shoal's cipher and `withoutDecryptCopy` on every connection. */
+/**
+ * Noise as libp2p takes it, with Shoal's cipher, `withoutDecryptCopy` and `withCorkedWrites` on
+ * every connection.
+ */
 export function shoalNoise(init: NoiseInit = {}): EncrypterFactory {
-  return onSecured(noise({ ...init, crypto: shoalNoiseCrypto }), withoutDecryptCopy)
+  return onSecured(noise({ ...init, crypto: shoalNoiseCrypto }), (connection) =>
+    withCorkedWrites(withoutDecryptCopy(connection)),
+  )
 }

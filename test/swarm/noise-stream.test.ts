@@ -50,7 +50,7 @@ const digest = (bufs: Buffer[]): string => {
   return h.digest('hex')
 }
 
-describe('Noise without the decrypt copy (real libp2p over TCP)', () => {
+describe('Noise as Shoal runs it: no decrypt copy, corked socket writes (real libp2p over TCP)', () => {
   const seen: object[] = []
   let a: Libp2p
   let b: Libp2p
@@ -72,7 +72,7 @@ describe('Noise without the decrypt copy (real libp2p over TCP)', () => {
     await a?.stop()
   })
 
-  test('bytes of every write size arrive whole both ways, and both sides use the copy-free decrypt', async () => {
+  test('bytes of every write size arrive whole both ways; both sides use the copy-free decrypt and corked writes', async () => {
     const toA = pieces(12 * MiB)
     const toB = pieces(9 * MiB)
     const atA = new Promise<string>((resolve, reject) => {
@@ -90,6 +90,10 @@ describe('Noise without the decrypt copy (real libp2p over TCP)', () => {
     assert.equal(await atA, digest(toA))
     assert.equal(await atB, digest(toB))
     assert.equal(seen.length, 2, 'one secured connection on each side')
-    for (const c of seen) assert.ok(Object.hasOwn(c, 'decrypt'), "the connection's decrypt is Shoal's")
+    for (const c of seen) {
+      assert.ok(Object.hasOwn(c, 'decrypt'), "the connection's decrypt is Shoal's")
+      const tcpConnection = (c as { stream?: object }).stream
+      assert.ok(tcpConnection !== undefined && Object.hasOwn(tcpConnection, 'sendData'), 'the TCP writes are corked')
+    }
   })
 })
