@@ -2,7 +2,7 @@
  * The DHT provider search of a downloader (real libp2p nodes on loopback): a holder it is not
  * connected to is found through the DHT, and no search is made once the blob has
  * `enoughSessions` sessions with the peers it is connected to (a search costs DHT queries on
- * every peer; in the lab the first round alone was a fifth of the daemons' CPU for a small image).
+ * every peer it reaches).
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
