@@ -9,7 +9,7 @@ import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
-import { FrameDecoder, FrameWriter } from './framing.js'
+import { FrameDecoder, FrameWriter, releasePiece } from './framing.js'
 import type { SwarmNode } from './node.js'
 import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
@@ -371,6 +371,10 @@ class TransferSwarm implements BlobSwarm {
     const s = this.blob.sessions.get(peer.id)
     if (s === undefined) return Promise.reject(new ShoalError('ABORTED', 'peer gone'))
     return s.request(index, signal)
+  }
+
+  release(data: Uint8Array): void {
+    releasePiece(data)
   }
 
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void {
@@ -900,6 +904,7 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.piece !== undefined && !session.onPiece(m.piece.index, m.piece.data)) {
       this.stats.bytesUnwanted += m.piece.data.byteLength
+      releasePiece(m.piece.data)
     }
     if (m.reject !== undefined) {
       session.onReject(m.reject.index, m.reject.busy, m.reject.sending)

@@ -1,6 +1,8 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
 import { ShoalError } from '../errors.js'
+import { BufferPool } from '../util/buffer-pool.js'
 import { Message } from './pb/pieces.js'
 
 function varint(n: number, out: number[]): void {
@@ -45,20 +47,69 @@ export function encodePieceFrame(index: number, data: Uint8Array): [Uint8Array, 
   return [Uint8Array.from([...head, ...msg, ...piece]), data]
 }
 
-/** Splits a byte stream into messages; a frame over `maxFrame` is a protocol error. */
+/** Frames this large are assembled in a buffer of `pieceFrames` (pieces, in practice). */
+const POOLED_FRAME = 1024 * 1024
+
+/**
+ * Buffers for received piece frames (4 MiB pieces, 16 MiB for blobs over 4 GiB, a few bytes of
+ * framing). A piece's data is a view into one; whoever stores the piece gives it back
+ * (`releasePiece`).
+ */
+export const pieceFrames = new BufferPool([PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64], 24 * 1024 * 1024)
+
+/**
+ * A received piece's data is no longer read by anyone: its frame buffer may be used again. Only
+ * for `Piece.data` from a `FrameDecoder`, once, and only when it is certain no reader is left.
+ */
+export function releasePiece(data: Uint8Array): void {
+  pieceFrames.give(data)
+}
+
+/** Copies `src` (a buffer or a list of them) into `dst` at `offset`. */
+function copyInto(dst: Uint8Array, offset: number, src: Uint8Array | Uint8ArrayList): void {
+  if (src instanceof Uint8Array) {
+    dst.set(src, offset)
+    return
+  }
+  for (const b of src) {
+    dst.set(b, offset)
+    offset += b.byteLength
+  }
+}
+
+/**
+ * Splits a byte stream into messages; a frame over `maxFrame` is a protocol error. A large frame
+ * is copied straight into one buffer as it arrives (from `pieceFrames`) instead of being kept as
+ * a list of socket reads and joined at the end.
+ */
 export class FrameDecoder {
   private readonly buf = new Uint8ArrayList()
+  /** The large frame being assembled, and how much of it has come. */
+  private frame: Uint8Array | undefined
+  private filled = 0
 
   constructor(private readonly maxFrame: number) {}
 
   /** Bytes of a frame received in part. */
   get buffered(): number {
-    return this.buf.byteLength
+    return this.buf.byteLength + this.filled
   }
 
   push(chunk: Uint8Array | Uint8ArrayList): Message[] {
-    this.buf.append(chunk)
     const out: Message[] = []
+    if (this.frame !== undefined) {
+      const frame = this.frame
+      const n = Math.min(chunk.byteLength, frame.byteLength - this.filled)
+      copyInto(frame, this.filled, chunk instanceof Uint8Array ? chunk.subarray(0, n) : chunk.sublist(0, n))
+      this.filled += n
+      if (this.filled < frame.byteLength) return out
+      this.frame = undefined
+      this.filled = 0
+      out.push(Message.decode(frame))
+      if (n === chunk.byteLength) return out
+      chunk = chunk instanceof Uint8Array ? chunk.subarray(n) : chunk.sublist(n)
+    }
+    this.buf.append(chunk)
     for (;;) {
       let len = 0
       let shift = 0
@@ -79,7 +130,17 @@ export class FrameDecoder {
         return out
       }
       if (len > this.maxFrame) throw new ShoalError('SIZE_INVALID', `frame of ${len} bytes is over the limit`)
-      if (this.buf.byteLength < i + len) return out
+      if (this.buf.byteLength < i + len) {
+        if (len >= POOLED_FRAME) {
+          const frame = pieceFrames.take(len)
+          const have = this.buf.byteLength - i
+          copyInto(frame, 0, this.buf.sublist(i))
+          this.buf.consume(this.buf.byteLength)
+          this.frame = frame
+          this.filled = have
+        }
+        return out
+      }
       const frame = this.buf.subarray(i, i + len)
       this.buf.consume(i + len)
       out.push(Message.decode(frame))

@@ -53,6 +53,11 @@ export interface BlobSwarm {
   rejoining(): number
   /** Piece `index` from `peer`; rejects on refusal, timeout or a closed stream. */
   request(peer: SwarmPeer, index: number, signal: AbortSignal): Promise<Uint8Array>
+  /**
+   * Data `request` returned is read no more (stored, or thrown away): its buffer may be used
+   * again. Optional for the caller (a buffer not given back is collected); never early.
+   */
+  release(data: Uint8Array): void
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void
   announceClaim(index: number): void
   /** The latest claim another peer made on a piece, with when it was heard. */

@@ -143,6 +143,7 @@ export class Transfer implements LocalBlob {
   private hasher: Hash = createHash('sha256')
   private hashedPieces = 0
   private hashing: Promise<void> = Promise.resolve()
+  private hashScratch: Buffer | undefined
   private checkpointing: Promise<void> = Promise.resolve()
   private uncheckpointed = 0
   /** The partial file was thrown away (wrong content): nothing more is recorded for it. */
@@ -257,9 +258,14 @@ export class Transfer implements LocalBlob {
   }
 
   async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
-    if (!this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
     const [start, end] = this.bounds(index)
-    const buf = Buffer.allocUnsafe(end - start)
+    return this.readPieceInto(index, Buffer.allocUnsafe(end - start))
+  }
+
+  /** Piece `index` into `buf` (its exact length). */
+  private async readPieceInto<B extends Uint8Array>(index: number, buf: B): Promise<B> {
+    if (!this.have.has(index)) throw new ShoalError('BLOB_UNKNOWN', `piece ${index} not here`)
+    const [start] = this.bounds(index)
     const handle = this.handle
     if (handle !== undefined) {
       await readFully(handle, buf, start)
@@ -482,15 +488,19 @@ export class Transfer implements LocalBlob {
         const [start, end] = this.bounds(index)
         if (data.byteLength !== end - start) {
           swarm.ban(peer.id, `piece ${index} has ${data.byteLength} bytes, expected ${end - start}`)
+          swarm.release(data)
           return
         }
         const hash = createHash('sha256').update(data).digest()
         const expected = this.expectedHash(index, peer)
         if (expected !== undefined && !hash.equals(expected)) {
           swarm.ban(peer.id, `piece ${index} does not match its announced hash`)
+          swarm.release(data)
           return
         }
         await this.storePiece(index, data, hash, peer.id)
+        // Written, and fed to the whole-blob hash if it was next (storePiece waits for both).
+        swarm.release(data)
         this.onBytes('peer', data.byteLength)
         this.countOutcome('ok')
         this.log.debug({ peer: peer.id, index, ms: Date.now() - started }, 'piece received')
@@ -662,15 +672,28 @@ export class Transfer implements LocalBlob {
     await this.checkpoint()
   }
 
+  /**
+   * The buffer the whole-blob hash reads a piece back into (a piece that came out of order, i.e.
+   * most of them with peers). One per transfer, reused: the hash reads one piece at a time and
+   * `update` copies what it needs. A fresh 4 MiB buffer per piece was a large share of a daemon's
+   * allocations, and V8 starts a full garbage collection for every 64 MB of such memory.
+   */
+  private hashScratchFor(index: number): Buffer {
+    const [start, end] = this.bounds(index)
+    this.hashScratch ??= Buffer.allocUnsafe(this.pieceSize)
+    return this.hashScratch.subarray(0, end - start)
+  }
+
   /** Feeds the whole-blob hash with the contiguous pieces; verifies and commits at the end. */
   private advanceHash(justWritten?: number, data?: Uint8Array): Promise<void> {
     this.hashing = this.hashing.then(async () => {
       while (this.hashedPieces < this.pieceCount && this.have.has(this.hashedPieces)) {
         const i = this.hashedPieces
         if (i === justWritten && data !== undefined) this.hasher.update(data)
-        else this.hasher.update(await this.readPiece(i))
+        else this.hasher.update(await this.readPieceInto(i, this.hashScratchFor(i)))
         this.hashedPieces++
       }
+      if (this.hashedPieces === this.pieceCount) this.hashScratch = undefined
       if (this.hashedPieces === this.pieceCount && this.state === 'running') await this.finish()
     })
     return this.hashing.catch((err: unknown) => this.fail(err))
@@ -941,7 +964,7 @@ async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number)
   }
 }
 
-async function readFully(handle: FileHandle, buf: Buffer, position: number): Promise<void> {
+async function readFully(handle: FileHandle, buf: Uint8Array, position: number): Promise<void> {
   let off = 0
   while (off < buf.length) {
     const { bytesRead } = await handle.read(buf, off, buf.length - off, position + off)

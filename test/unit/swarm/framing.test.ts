@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { encodeFrame, encodePieceFrame, FrameDecoder } from '../../../src/swarm/framing.js'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { encodeFrame, encodePieceFrame, FrameDecoder, releasePiece } from '../../../src/swarm/framing.js'
 
 describe('piece protocol framing', () => {
   test('a Piece frame sent as header + data is byte for byte what the protobuf codec gives', () => {
@@ -37,6 +38,43 @@ describe('piece protocol framing', () => {
     assert.equal(got[1]?.piece?.index, 9)
     assert.equal(got[1]?.piece?.data.byteLength, 70_000)
     assert.equal(got[2]?.claim?.index, 4)
+  })
+
+  test('large frames (assembled in one pooled buffer) decode across any chunking, buffers or lists', () => {
+    const piece = (i: number) => new Uint8Array(4 * 1024 * 1024 + 5).map((_, k) => (k * 31 + i) & 255)
+    const frames = [
+      ...encodePieceFrame(1, piece(1)),
+      encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7) } }),
+      ...encodePieceFrame(2, piece(2)),
+      ...encodePieceFrame(300, piece(3)),
+      encodeFrame({ claim: { index: 4 } }),
+    ]
+    const all = Buffer.concat(frames)
+    const edges: number[] = []
+    for (const f of frames) edges.push((edges.at(-1) ?? 0) + f.byteLength)
+    for (const step of [1, 2, 3, 65_536, 65_537, 1_000_003]) {
+      for (const asList of [false, true]) {
+        const decoder = new FrameDecoder(32 * 1024 * 1024)
+        const got = []
+        // Small steps only within 32 bytes of the frames' edges (else they take too long).
+        for (let off = 0; off < all.length; ) {
+          const next = edges.find((e) => e + 32 > off) ?? all.length
+          const n = step < 64 && next - off > 32 ? next - off - 32 : step
+          const part = all.subarray(off, off + n)
+          got.push(...decoder.push(asList ? new Uint8ArrayList(part.subarray(0, 7), part.subarray(7)) : part))
+          off += n
+        }
+        assert.equal(got.length, 5, `step ${step}, list ${asList}`)
+        assert.ok(Buffer.from(got[0]?.piece?.data ?? []).equals(piece(1)), `piece 1, step ${step}`)
+        assert.equal(got[1]?.have?.index, 3)
+        assert.ok(Buffer.from(got[2]?.piece?.data ?? []).equals(piece(2)), `piece 2, step ${step}`)
+        assert.equal(got[3]?.piece?.index, 300)
+        assert.ok(Buffer.from(got[3]?.piece?.data ?? []).equals(piece(3)), `piece 3, step ${step}`)
+        assert.equal(got[4]?.claim?.index, 4)
+        assert.equal(decoder.buffered, 0)
+        for (const m of got) if (m.piece !== undefined) releasePiece(m.piece.data)
+      }
+    }
   })
 
   test('a frame over the limit is refused before it is buffered', () => {

@@ -616,18 +616,22 @@ class FakePeer implements SwarmPeer {
   }
 }
 
-function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void; rejoin: number } {
+function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void; rejoin: number; released: Uint8Array[] } {
   const listeners: (() => void)[] = []
   return {
     selfId: 'self',
     ready: Promise.resolve(),
     rejoin: 0,
+    released: [],
     peers: () => peers.filter((p) => p.holds),
     pendingPeers: () => 0,
     rejoining() {
       return this.rejoin
     },
     request: (peer, index, signal) => (peer as FakePeer).request(index, signal),
+    release(data) {
+      this.released.push(data)
+    },
     announceHave: () => {},
     announceClaim: () => {},
     claimOf: () => undefined,
@@ -681,6 +685,36 @@ describe('Transfer: piece requests to peers', () => {
     await waitFor('a request to the other peer', () => other.asked.length === 1)
     other.asked[0]?.answer(other.piece(0))
     await within(5000, t.done, 'done')
+  })
+
+  test("a piece's buffer is given back only after it is written and hashed (overwritten then, the blob is still right)", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(3 * PIECE)
+    const holder = new FakePeer('holder', data)
+    const swarm = fakeSwarm([holder])
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length },
+      { store, logger: silentLogger(), origin: noOrigin, swarm },
+    )
+    const storedAtRelease: boolean[] = []
+    swarm.release = (d) => {
+      const index = [0, 1, 2].find((i) => Buffer.from(d).equals(holder.piece(i)))
+      storedAtRelease.push(index !== undefined && t.has(index))
+      d.fill(0xaa) // as if the buffer were used for the next piece at once
+    }
+    await t.start()
+    await waitFor('requests to the holder', () => holder.asked.length === 3)
+    // Out of order: pieces 2 and 1 wait for 0, then the whole-blob hash reads them back.
+    for (const i of [2, 1, 0]) {
+      const a = holder.asked.find((x) => x.index === i)
+      a?.answer(Uint8Array.from(holder.piece(i)))
+      await sleep(50)
+    }
+    await within(5000, t.done, 'done')
+    assert.deepEqual(storedAtRelease, [true, true, true], 'each piece was stored before its buffer was given back')
+    const stored = await readFile(store.blobPath(digestOf(data)))
+    assert.ok(stored.equals(data), 'the stored blob is the original')
   })
 
   test('no origin fetch while a holder whose session was just lost is rejoining; its pieces come from it', {
