@@ -599,11 +599,10 @@ export class PieceExchange implements SwarmAccess {
     })
     const connected = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
     const opened = connected.map((p) => this.openSession(blob, p, swarm.local).catch(() => undefined))
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.opts.readyTimeoutMs).unref())
     const settled =
       connected.length === 0
         ? Promise.resolve()
-        : Promise.race([Promise.all(opened).then(() => sleepMs(this.opts.settleMs)), deadline])
+        : Promise.race([Promise.all(opened).then(() => sleepMs(this.opts.settleMs)), sleepMs(this.opts.readyTimeoutMs)])
     this.findMore(swarm, settled).catch((err: unknown) =>
       this.log.debug({ err: String(err) }, 'provider search failed'),
     )

@@ -55,7 +55,7 @@ const POOLED_FRAME = 1024 * 1024
  * framing). A piece's data is a view into one; whoever stores the piece gives it back
  * (`releasePiece`).
  */
-export const pieceFrames = new BufferPool([PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64], 24 * 1024 * 1024)
+const pieceFrames = new BufferPool([PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64], 24 * 1024 * 1024)
 
 /**
  * A received piece's data is no longer read by anyone: its frame buffer may be used again. Only
