@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './v8-flags.js'
 import { writeFile } from 'node:fs/promises'
 import { Command, Option } from 'commander'
 import { envConfig, type RawConfig, readConfigFile, resolveConfig } from '../config/config.js'
