@@ -33,6 +33,14 @@ export const ORIGIN_MAX_ATTEMPTS = 4
 export const ORIGIN_BACKOFF_BASE_MS = 200
 export const ORIGIN_BACKOFF_MAX_MS = 5_000
 
+/**
+ * After an origin request failed every attempt without an answer (refused, reset, timed out), the
+ * origin counts as down this long: each request to it makes one attempt, no retries, so blobs
+ * peers hold and cached manifests are served without waiting out the backoff each time. Any
+ * answer ends it.
+ */
+export const ORIGIN_DOWN_MS = 30_000
+
 /** A Retry-After longer than this is not waited for: the error goes to the client instead. */
 export const ORIGIN_MAX_RETRY_AFTER_MS = 10_000
 

@@ -7,6 +7,7 @@ import {
   ORIGIN_BACKOFF_MAX_MS,
   ORIGIN_BODY_TIMEOUT_MS,
   ORIGIN_CONNECTIONS,
+  ORIGIN_DOWN_MS,
   ORIGIN_HEADERS_TIMEOUT_MS,
   ORIGIN_MAX_ATTEMPTS,
   ORIGIN_MAX_RETRY_AFTER_MS,
@@ -66,6 +67,8 @@ export interface OriginClientInit {
   backoffBaseMs?: number
   headersTimeoutMs?: number
   bodyTimeoutMs?: number
+  /** How long an origin that answered no attempt of a request counts as down (ORIGIN_DOWN_MS). */
+  downMs?: number
 }
 
 export interface OriginClientComponents {
@@ -124,7 +127,11 @@ class DefaultOriginClient implements OriginClient {
   }
 
   async request(upstream: Upstream, req: OriginRequest): Promise<OriginResponse> {
-    const attempts = this.init.maxAttempts ?? ORIGIN_MAX_ATTEMPTS
+    // An origin that answered nothing to every attempt of a recent request gets one attempt: an
+    // edge node whose WAN is gone should not wait out the backoff (or a connect timeout per
+    // attempt) for every blob before its peers are asked.
+    const down = (this.downUntil.get(upstream.host) ?? 0) > Date.now()
+    const attempts = down ? 1 : (this.init.maxAttempts ?? ORIGIN_MAX_ATTEMPTS)
     let lastError: unknown
     for (let attempt = 1; attempt <= attempts; attempt++) {
       let res: OriginResponse
@@ -133,10 +140,13 @@ class DefaultOriginClient implements OriginClient {
       } catch (err) {
         if (req.signal?.aborted === true) throw err
         lastError = err
-        this.log.warn({ err: String(err), url: `${upstream.url.origin}${req.path}`, attempt }, 'origin request failed')
+        const url = `${upstream.url.origin}${req.path}`
+        if (down) this.log.debug({ err: String(err), url }, 'origin request failed (origin down)')
+        else this.log.warn({ err: String(err), url, attempt }, 'origin request failed')
         if (attempt < attempts) await sleep(this.backoff(attempt), undefined, { signal: req.signal })
         continue
       }
+      if (this.downUntil.delete(upstream.host)) this.log.info({ upstream: upstream.url.origin }, 'origin answers again')
       const retryable = res.status >= 500 || res.status === 429
       if (!retryable || attempt === attempts) return res
       let wait = this.backoff(attempt)
@@ -149,6 +159,9 @@ class DefaultOriginClient implements OriginClient {
       await res.body.dump().catch(() => {})
       await sleep(wait, undefined, { signal: req.signal })
     }
+    const downMs = this.init.downMs ?? ORIGIN_DOWN_MS
+    if (!down) this.log.warn({ upstream: upstream.url.origin, forMs: downMs }, 'origin down: one attempt per request')
+    this.downUntil.set(upstream.host, Date.now() + downMs)
     throw new ShoalError('UPSTREAM_UNREACHABLE', `cannot reach ${upstream.url.origin}: ${String(lastError)}`, {
       cause: lastError,
       status: 502,
@@ -274,6 +287,8 @@ class DefaultOriginClient implements OriginClient {
   }
 
   private readonly reachability = new Map<string, { ok: boolean; at: number }>()
+  /** Upstream host → until when it counts as down (see ORIGIN_DOWN_MS). */
+  private readonly downUntil = new Map<string, number>()
 
   async reachable(upstream: Upstream): Promise<boolean> {
     const cached = this.reachability.get(upstream.host)
