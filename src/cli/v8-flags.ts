@@ -16,6 +16,6 @@
  */
 import { setFlagsFromString } from 'node:v8'
 
-export const EXTERNAL_MEMORY_FLAG = '--external-memory-accounted-in-global-limit'
+const EXTERNAL_MEMORY_FLAG = '--external-memory-accounted-in-global-limit'
 
 if (Number(process.versions.v8.split('.')[0]) === 13) setFlagsFromString(EXTERNAL_MEMORY_FLAG)

@@ -11,6 +11,7 @@ import { parseDigest } from '../../src/oci/digest.js'
 import type { ExchangeInit } from '../../src/swarm/exchange.js'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
 import { ExchangeGroup, type ExchangeNode, FullBlob, PIECE } from '../helpers/exchange.js'
+import { waitFor } from '../helpers/swarm.js'
 
 const PIECES = 2
 
@@ -86,10 +87,7 @@ describe('DHT provider search (real libp2p)', () => {
   it('a downloader with enough sessions does not search', async () => {
     const { swarm, searches } = await line({ enoughSessions: 1 })
     // The search would be made within the first second or so (the case above): wait past it.
-    for (const until = Date.now() + 5_000; Date.now() < until && swarm.peers().length === 0; ) {
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    assert.ok(swarm.peers().length >= 1, 'a session with the relay (a connected peer)')
+    await waitFor('a session with the relay (a connected peer)', () => swarm.peers().length >= 1, 5_000, 50)
     await new Promise((r) => setTimeout(r, 4_000))
     assert.equal(searches.rounds, 0, 'no provider search')
   })
