@@ -1,0 +1,67 @@
+/**
+ * One bootstrap address gives a mesh (real libp2p nodes on loopback): nodes that know only the
+ * first one ask the DHT for their closest peers and connect to them — with one DHT lookup per
+ * round, not one more per peer found (libp2p's peer routing looks up every closest peer whose
+ * addresses the query left out; in a lab of ten that was nine lookups per round per node).
+ */
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { silentLogger } from '../../src/log.js'
+import { SwarmNode } from '../../src/swarm/node.js'
+import { removeDir, tempDir, waitFor } from '../helpers/swarm.js'
+
+const NODES = 5
+
+describe('swarm: neighbours from one bootstrap address (real libp2p)', { timeout: 60_000 }, () => {
+  let dir: string | undefined
+  const nodes: SwarmNode[] = []
+  const lookups: number[] = []
+
+  before(async () => {
+    dir = await tempDir('shsw-neighbours-')
+    for (let i = 0; i < NODES; i++) {
+      const first = nodes[0]?.libp2p.getMultiaddrs()[0]?.toString()
+      const node = new SwarmNode(
+        {
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          bootstrap: first === undefined ? [] : [first],
+          mdns: false,
+          encryption: ['noise'],
+          identityPath: join(dir, `n${i}.key`),
+          maxConnections: 50,
+          bootstrapIntervalMs: 60_000,
+        },
+        { logger: silentLogger() },
+      )
+      await node.start()
+      // Every peer lookup libp2p's peer routing makes on this node.
+      const routing = node.libp2p.peerRouting
+      const findPeer = routing.findPeer.bind(routing)
+      lookups[i] = 0
+      routing.findPeer = (...args) => {
+        lookups[i] = (lookups[i] ?? 0) + 1
+        return findPeer(...args)
+      }
+      nodes.push(node)
+    }
+  })
+
+  after(async () => {
+    for (const n of nodes) await n.stop().catch(() => {})
+    await removeDir(dir)
+  })
+
+  it('every node connects to every other, without a lookup per peer', async () => {
+    await waitFor(
+      `each of ${NODES} nodes connected to the ${NODES - 1} others`,
+      () => nodes.every((n) => n.connectedPeers().length >= NODES - 1),
+      20_000,
+      100,
+      () => `peers: ${nodes.map((n) => n.connectedPeers().length).join(', ')}`,
+    )
+    // Past the neighbour rounds at 0.5 s and 3 s after the first connection.
+    await new Promise((r) => setTimeout(r, 3_500))
+    assert.deepEqual(lookups, new Array(NODES).fill(0), 'no peer lookups')
+  })
+})
