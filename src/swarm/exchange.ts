@@ -39,8 +39,18 @@ export interface ExchangeInit {
   banMs?: number
   /** How often a downloading node asks the DHT for more providers. */
   findProvidersIntervalMs?: number
-  /** With sessions to this many peers about a blob, the DHT is not asked for more (peer exchange still adds them). */
+  /**
+   * With sessions to this many peers that hold some of a blob or download it, the DHT is not
+   * asked for more (peer exchange still adds them).
+   */
   enoughSessions?: number
+  /**
+   * A downloader announces itself in the DHT (provide) at once only while it has sessions with
+   * fewer than this many such peers; better connected, it is found through them and announces the
+   * blob once it holds it all, `provideDelayMs` (plus up to as much again) after completing.
+   */
+  provideBelowSessions?: number
+  provideDelayMs?: number
   /** Sessions of a blob no transfer here needs are closed after this long without a message. */
   idleSessionsMs?: number | undefined
   /** Test-only fault: flip a byte of every piece served. */
@@ -71,6 +81,8 @@ const D = {
   banMs: 10 * 60_000,
   findProvidersIntervalMs: 3_000,
   enoughSessions: 8,
+  provideBelowSessions: 4,
+  provideDelayMs: 10_000,
   idleSessionsMs: 60_000,
   corruptServedPieces: false,
   uploadLimiter: undefined as RateLimiter | undefined,
@@ -183,6 +195,14 @@ class Session implements SwarmPeer {
 
   has(index: number): boolean {
     return this.bits?.has(index) ?? false
+  }
+
+  /** It answered, and holds some of the blob or is downloading it. */
+  get useful(): boolean {
+    if (!this.helloSeen || this.closed) return false
+    if (this.downloading) return true
+    if (this.bits !== undefined) return this.bits.size > 0
+    return this.rawBits.some((b) => b !== 0)
   }
 
   hashOf(index: number): Uint8Array | undefined {
@@ -343,6 +363,8 @@ class TransferSwarm implements BlobSwarm {
   readonly ownClaims = new Set<number>()
   private closed = false
   readonly controller = new AbortController()
+  /** This node announced itself in the DHT as a holder of the blob during the transfer. */
+  provided = false
 
   constructor(
     private readonly exchange: PieceExchange,
@@ -459,6 +481,10 @@ export class PieceExchange implements SwarmAccess {
     requestsRedirected: 0,
   }
   private readonly pieceDataAt = new Map<string, number>()
+  /** Blobs to announce in the DHT once their timer fires (see provideSoon). */
+  private readonly provideTimers = new Map<string, NodeJS.Timeout>()
+  /** Aborted when the exchange stops: ends announcements under way. */
+  private readonly lifetime = new AbortController()
   /** Requests queued or being served, over all sessions. */
   private queuedTotal = 0
 
@@ -501,6 +527,9 @@ export class PieceExchange implements SwarmAccess {
 
   async stop(): Promise<void> {
     this.started = false
+    this.lifetime.abort()
+    for (const t of this.provideTimers.values()) clearTimeout(t)
+    this.provideTimers.clear()
     for (const b of this.blobs.values()) {
       if (b.idleTimer !== undefined) clearTimeout(b.idleTimer)
       for (const s of b.sessions.values()) s.close()
@@ -563,8 +592,14 @@ export class PieceExchange implements SwarmAccess {
     // Keep sessions a while: peers still fetch from us; drop them when idle.
     this.scheduleIdle(blob)
     this.localBlob(blob.digest)
-      .then((local) => {
-        for (const s of blob.sessions.values()) if (local !== undefined) this.sendHello(s, local).catch(() => {})
+      .then(async (local) => {
+        if (local === undefined) return
+        for (const s of blob.sessions.values()) this.sendHello(s, local).catch(() => {})
+        // Held whole now (a piece table exists only then): announced later, after the rest of a
+        // herd is likely done, spread so that a herd's announcements do not all come at once.
+        if (!swarm.provided && !local.downloading && (await local.pieceTable()) !== undefined) {
+          this.provideSoon(blob.digest, this.opts.provideDelayMs * (1 + Math.random()))
+        }
       })
       .catch(() => {})
   }
@@ -593,10 +628,6 @@ export class PieceExchange implements SwarmAccess {
   /** Opens sessions to connected peers and DHT providers; resolves when the first answers are in. */
   async discover(swarm: TransferSwarm): Promise<void> {
     const blob = swarm.blob
-    const signal = swarm.controller.signal
-    this.node.provide(blob.digest.value, signal).catch((err: unknown) => {
-      this.log.debug({ err: String(err) }, 'provide failed')
-    })
     const connected = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
     const opened = connected.map((p) => this.openSession(blob, p, swarm.local).catch(() => undefined))
     const settled =
@@ -619,11 +650,21 @@ export class PieceExchange implements SwarmAccess {
     await settled
     let interval = this.opts.findProvidersIntervalMs
     for (let round = 0; round < 100 && !signal.aborted; round++) {
-      // Every search costs DHT queries on every downloader and on the peers that answer them: in
-      // a lab of ten nodes, whose sessions reach all nine others anyway, the DHT (provides and
-      // this first round) was 17–21 % of the daemons' CPU while they pulled a 64 MiB image.
-      // With enough sources, no round; sessions that end let the search resume.
-      if (blob.sessions.size >= this.opts.enoughSessions) {
+      // Every provide and every search costs DHT queries on this node and on the peers that
+      // answer them: in a lab of ten nodes, whose sessions reach all nine others anyway, the DHT
+      // (provides and a first search) was 17–21 % of the daemons' CPU while they pulled a 64 MiB
+      // image. A downloader in session with a few peers of the blob's swarm is found through
+      // them (peer exchange passes it on to whoever they meet): it announces the blob when it
+      // holds it all (see detach). The first few of a herd, and a node the swarm has not reached,
+      // announce themselves at once, so that a node connected to none of them finds the swarm.
+      const useful = this.usefulSessions(blob)
+      if (!swarm.provided && useful < this.opts.provideBelowSessions) {
+        swarm.provided = true
+        this.provideSoon(blob.digest, 0)
+      }
+      // With enough sources, no search; sessions that end let it resume. Peers that neither hold
+      // the blob nor download it do not count: a node of a large fleet is connected to dozens.
+      if (useful >= this.opts.enoughSessions) {
         await sleepMs(interval, signal)
         continue
       }
@@ -640,6 +681,39 @@ export class PieceExchange implements SwarmAccess {
       await sleepMs(interval, signal)
       interval = Math.min(interval * 2, MAX_FIND_PROVIDERS_INTERVAL_MS)
     }
+  }
+
+  private usefulSessions(blob: BlobSessions): number {
+    let n = 0
+    for (const s of blob.sessions.values()) if (s.useful) n++
+    return n
+  }
+
+  /**
+   * Announces the blob in the DHT after `delayMs` (not awaited; failures only logged). A pending
+   * announcement is replaced by a sooner one and dropped by `withdraw`.
+   */
+  private provideSoon(digest: Digest, delayMs: number): void {
+    const pending = this.provideTimers.get(digest.hex)
+    if (pending !== undefined) {
+      if (delayMs > 0) return
+      clearTimeout(pending)
+      this.provideTimers.delete(digest.hex)
+    }
+    const provide = (): void => {
+      this.provideTimers.delete(digest.hex)
+      if (this.lifetime.signal.aborted) return
+      this.node.provide(digest.value, this.lifetime.signal).catch((err: unknown) => {
+        this.log.debug({ digest: digest.value, err: String(err) }, 'provide failed')
+      })
+    }
+    if (delayMs === 0) {
+      provide()
+      return
+    }
+    const timer = setTimeout(provide, delayMs)
+    timer.unref()
+    this.provideTimers.set(digest.hex, timer)
   }
 
   private async openSession(
@@ -1074,6 +1148,10 @@ export class PieceExchange implements SwarmAccess {
 
   /** The blob is gone from this node: stop announcing it. */
   withdraw(digest: string): void {
+    const hex = parseDigest(digest).hex
+    const pending = this.provideTimers.get(hex)
+    if (pending !== undefined) clearTimeout(pending)
+    this.provideTimers.delete(hex)
     this.node
       .cancelProvide(digest)
       .catch((err: unknown) => this.log.debug({ digest, err: String(err) }, 'withdraw failed'))

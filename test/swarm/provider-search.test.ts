@@ -1,8 +1,9 @@
 /**
  * The DHT provider search of a downloader (real libp2p nodes on loopback): a holder it is not
  * connected to is found through the DHT, and no search is made once the blob has
- * `enoughSessions` sessions with the peers it is connected to (a search costs DHT queries on
- * every peer it reaches).
+ * `enoughSessions` sessions with peers that hold it or download it (a search costs DHT queries
+ * on every peer it reaches). Sessions with peers that have nothing of it do not count: a node of
+ * a large fleet is connected to dozens of those.
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -55,25 +56,26 @@ describe('DHT provider search (real libp2p)', () => {
   })
 
   /**
-   * holder — relay — puller: the puller's only connection is the relay, which has nothing. The
-   * holder has told the DHT (the relay) that it provides the blob before the puller joined the
-   * relay. (The DHT's own upkeep may still connect the puller to the holder — a query of the
-   * relay's routing table — so the tests look at the searches themselves, not at connections.)
+   * holder — relay — puller: the puller's only connection is the relay, which has nothing (or,
+   * with `relayHolds`, the whole blob too). The holder has told the DHT (the relay) that it
+   * provides the blob before the puller joined the relay. (The DHT's own upkeep may still connect
+   * the puller to the holder — a query of the relay's routing table — so the tests look at the
+   * searches themselves, not at connections.)
    */
-  async function line(pullerInit: ExchangeInit) {
+  async function line(pullerInit: ExchangeInit, relayHolds = false) {
     group = new ExchangeGroup()
     const data = randomBytes(PIECES * PIECE)
     const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
     const blob = new FullBlob(data)
     const holder = await group.start('holder', async (d) => (d.value === digest.value ? blob : undefined))
-    const relay = await group.start('relay', async () => undefined)
+    const relay = await group.start('relay', async (d) => (relayHolds && d.value === digest.value ? blob : undefined))
     const puller = await group.start('puller', async () => undefined, pullerInit)
     await connect(holder, relay)
     await holder.node.provide(digest.value, AbortSignal.timeout(10_000))
     await connect(puller, relay)
     const searches = spySearches(puller)
     const swarm = group.join(puller, digest, data.length, PIECES)
-    return { holder, swarm, searches }
+    return { holder, relay, swarm, searches }
   }
 
   it('a downloader with few sessions finds a holder it is not connected to', async () => {
@@ -84,10 +86,25 @@ describe('DHT provider search (real libp2p)', () => {
     assert.ok(searches.found.has(id), 'the search found the holder')
   })
 
-  it('a downloader with enough sessions does not search', async () => {
-    const { swarm, searches } = await line({ enoughSessions: 1 })
-    // The search would be made within the first second or so (the case above): wait past it.
-    await waitFor('a session with the relay (a connected peer)', () => swarm.peers().length >= 1, 5_000, 50)
+  it('sessions with peers that have nothing of the blob do not stop the search', async () => {
+    // One session (the relay's) would be "enough" if every session counted.
+    const { holder, swarm, searches } = await line({ enoughSessions: 1 })
+    const id = holder.node.peerId.toString()
+    assert.ok(await holderSeen(swarm, id, 15_000), 'a session with the holder')
+    assert.ok(searches.rounds >= 1, 'a provider search was made')
+    assert.ok(searches.found.has(id), 'the search found the holder')
+  })
+
+  it('a downloader in session with enough peers that hold the blob does not search', async () => {
+    const { relay, swarm, searches } = await line({ enoughSessions: 1 }, true)
+    const relayId = relay.node.peerId.toString()
+    // The search would be made within the first second or so (the cases above): wait past it.
+    await waitFor(
+      'a session with the relay, which holds the blob',
+      () => swarm.peers().some((p) => p.id === relayId && p.has(0)),
+      5_000,
+      50,
+    )
     await new Promise((r) => setTimeout(r, 4_000))
     assert.equal(searches.rounds, 0, 'no provider search')
   })
