@@ -328,7 +328,7 @@ export class Transfer implements LocalBlob {
       this.refreshClaims(now)
       return false
     }
-    const originSlots = this.gate.limitFor(downloaders.length)
+    let originSlots: number | undefined
     let waiting = false
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
@@ -355,6 +355,7 @@ export class Transfer implements LocalBlob {
       // One of this node's few origin slots (see OriginGate), lowest piece first: pieces then come
       // whole one after another, and peers exchange them while the origin sends the rest. The loop
       // goes on after a refusal: the pieces after it must still be claimed.
+      originSlots ??= this.gate.limitFor(this.originFetchers(peers, downloaders.length, now))
       if (!this.gate.tryTake(this, i / this.pieceCount, originSlots, () => this.schedule())) {
         waiting = true
         continue
@@ -363,6 +364,31 @@ export class Transfer implements LocalBlob {
     }
     this.refreshClaims(now)
     return waiting
+  }
+
+  /**
+   * How many nodes still fetch this blob's pieces from the origin: those with a live claim on a
+   * piece nobody has yet (this node with its own claims). The origin's streams are shared among
+   * them (see OriginGate): at the end of a herd, when one node still has pieces of its own to
+   * fetch and the others wait for them, it takes the whole share instead of one stream (the lab:
+   * the last node's pieces came one at a time at a sixth of the origin's rate, for 9 s). While a
+   * piece nobody has is still unclaimed, every downloader counts.
+   */
+  private originFetchers(peers: SwarmPeer[], downloaders: number, now: number): number {
+    const swarm = this.swarm
+    if (swarm === undefined) return 1
+    const fetchers = new Set<string>()
+    for (let i = 0; i < this.pieceCount; i++) {
+      if (this.have.has(i) || peers.some((p) => p.has(i))) continue
+      if (this.claimedAt.has(i)) {
+        fetchers.add(swarm.selfId)
+        continue
+      }
+      const claim = swarm.claimOf(i)
+      if (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs) return downloaders
+      fetchers.add(claim.peer)
+    }
+    return Math.max(1, fetchers.size)
   }
 
   /** Another downloader claimed a piece we claimed too and ranks higher for it: let it have it. */

@@ -866,3 +866,107 @@ describe('rendezvousScore', () => {
     assert.equal(typeof rendezvousScore('p', d, 0), 'bigint')
   })
 })
+
+/** Another downloader of the blob: holds the pieces in `holds`, answers no request. */
+class Downloader implements SwarmPeer {
+  readonly downloading = true
+  inflight = 0
+  throughput = 0
+  busyUntil = 0
+  lastDataAt = 0
+  readonly holds = new Set<number>()
+  constructor(readonly id: string) {}
+  has(index: number): boolean {
+    return this.holds.has(index)
+  }
+  hashOf(): undefined {
+    return undefined
+  }
+  deferredUntil(): number {
+    return 0
+  }
+}
+
+describe('Transfer: origin slots in a herd', () => {
+  let root: string
+  let store: BlobStore
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-unit-slots-'))
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  const PIECES = 8
+
+  /**
+   * Self and three other downloaders, named so that self is the rendezvous owner of at least
+   * three of the blob's pieces (a bounded search over names). Each other downloader's pieces are
+   * either held by it already (`othersDone`) or claimed by it and still coming from the origin.
+   */
+  async function herd(othersDone: boolean) {
+    const data = randomBytes(PIECES * PIECE)
+    const digest = digestOf(data)
+    let ids: string[] = []
+    let owners: string[] = []
+    for (let k = 0; k < 1000; k++) {
+      ids = ['self', `a${k}`, `b${k}`, `c${k}`]
+      owners = Array.from({ length: PIECES }, (_, i) =>
+        ids.reduce((best, id) =>
+          rendezvousScore(id, digest.value, i) > rendezvousScore(best, digest.value, i) ? id : best,
+        ),
+      )
+      if (owners.filter((o) => o === 'self').length >= 3) break
+    }
+    const mine = owners.filter((o) => o === 'self').length
+    assert.ok(mine >= 3, 'names found that give self three pieces')
+    const others = ids.slice(1).map((id) => new Downloader(id))
+    owners.forEach((o, i) => {
+      if (othersDone) others.find((d) => d.id === o)?.holds.add(i)
+    })
+    const swarm: BlobSwarm = {
+      ...fakeSwarm([]),
+      peers: () => others,
+      request: (_peer, _index, signal) => untilAborted(signal),
+      claimOf: (i) => (owners[i] === 'self' ? undefined : { peer: owners[i] as string, at: Date.now() }),
+    }
+    const gate = deferred()
+    const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: gate.promise }))
+    // Every origin request waits at its first byte until the test lets them go.
+    const t = new Transfer(
+      { digest, size: data.length, claimSettleMs: 0 },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    return { t, origin, gate, mine }
+  }
+
+  test('while other downloaders still fetch their pieces, one origin stream of this node', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const { t, origin, gate } = await herd(false)
+    await t.start()
+    await waitFor('an origin request', () => origin.calls.length === 1)
+    await sleep(600)
+    assert.equal(origin.calls.length, 1, 'one request at a time: four nodes share the origin')
+    gate.resolve()
+    t.abort(new ShoalError('ABORTED', 'test over'))
+    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  })
+
+  test('when this node alone still has pieces to fetch, it takes the whole share of the origin', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const { t, origin, gate, mine } = await herd(true)
+    await t.start()
+    // The others hold their pieces: the origin's four streams are this node's.
+    await waitFor(`${Math.min(mine, 4)} origin requests at once`, () => origin.calls.length >= Math.min(mine, 4))
+    gate.resolve()
+    await waitFor('its pieces', () => [0, 1, 2, 3, 4, 5, 6, 7].filter((i) => t.has(i)).length === mine)
+    // The others' pieces would come from them (they answer nothing here).
+    t.abort(new ShoalError('ABORTED', 'test over'))
+    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  })
+})
