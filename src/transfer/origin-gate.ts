@@ -10,10 +10,11 @@
  * fetches across the swarm, pieces come whole one after the other at the origin's rate, and the
  * exchange runs beside the origin download instead of after it.
  *
- * No coordinator: each node takes `ceil(swarmStreams / downloaders)` slots, where downloaders is
- * how many nodes (itself included) download the blob now. Slots go to the transfer whose next
- * origin piece lies least far into its blob, so that the clients' prefixes of all layers grow
- * together.
+ * No coordinator: each node takes `ceil(swarmStreams / fetchers)` slots, where fetchers is how
+ * many nodes (itself included) still have pieces of the blob to fetch from the origin (every
+ * downloader while a piece nobody has is unclaimed; see Transfer.originFetchers). Slots go to the
+ * transfer whose next origin piece lies least far into its blob, so that the clients' prefixes of
+ * all layers grow together.
  */
 
 /** Origin fetches in flight across the swarm for one cold blob (about; each node takes its share). */
@@ -33,9 +34,9 @@ export class OriginGate {
 
   constructor(private readonly swarmStreams = SWARM_ORIGIN_STREAMS) {}
 
-  /** This node's share of the origin fetches when `downloaders` nodes download the blob. */
-  limitFor(downloaders: number): number {
-    return Math.max(1, Math.ceil(this.swarmStreams / Math.max(1, downloaders)))
+  /** This node's share of the origin fetches when `fetchers` nodes fetch the blob's pieces. */
+  limitFor(fetchers: number): number {
+    return Math.max(1, Math.ceil(this.swarmStreams / Math.max(1, fetchers)))
   }
 
   /** Fetches holding a slot now. */
