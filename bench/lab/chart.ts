@@ -20,6 +20,14 @@ const USAGE = `usage: npm run lab:chart -- --out <file.svg> <lab-result.json>...
   lab-<time>.json); a case found in several files is taken from the newest (startedAt).`
 
 const MiB = 2 ** 20
+
+/**
+ * A sweep point across labs: the image's nominal size, since each lab builds its own image and the
+ * bytes differ a little (its config blob); the exact bytes kept one point per lab on the chart.
+ */
+function pointKey(c: CaseSummary): string {
+  return caseKey({ ...c, imageBytes: Math.round(c.imageBytes / MiB) })
+}
 const SWEEPS: Scenario[] = ['size-sweep', 'n-sweep']
 const SYSTEMS: System[] = ['shoal', 'direct', 'proxy']
 
@@ -70,7 +78,7 @@ export function mergeSweeps(files: ResultFile[]): MergedSweeps {
     if (sweeps.length === 0) notes.push(`${file}: no sweep points`)
     for (const summary of sweeps) {
       const point: SweepPoint = { summary, file, startedAt: result.startedAt }
-      const key = caseKey(summary)
+      const key = pointKey(summary)
       const old = kept.get(key)
       if (old === undefined) {
         kept.set(key, point)

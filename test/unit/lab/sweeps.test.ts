@@ -315,6 +315,18 @@ describe('lab:chart, the sweep chart from several result files', () => {
     )
   })
 
+  test('mergeSweeps: each lab builds its own image, a few bytes apart: still one point, the newer lab\'s', () => {
+    const older = labResult(OLD, [{ ...runOf('size-sweep', 'shoal', 10, 64), imageBytes: 64 * MiB + 481 }])
+    const newer = labResult(NEW, [{ ...runOf('size-sweep', 'shoal', 10, 64), imageBytes: 64 * MiB + 497 }])
+    const m = mergeSweeps([
+      { file: 'newer.json', result: newer },
+      { file: 'older.json', result: older },
+    ])
+    assert.equal(m.size.length, 1, 'one point')
+    assert.equal(m.size[0]?.file, 'newer.json')
+    assert.equal(m.notes.length, 1, m.notes.join('\n'))
+  })
+
   test("mergeSweeps: a P1 case is the sweeps' common point, in both panels; a sweep point of a newer lab replaces it", () => {
     const baselines = labResult(OLD, [runOf('P1', 'direct', 10, 256), runOf('P1', 'shoal', 10, 256)])
     const sweeps = labResult(NEW, [runOf('n-sweep', 'shoal', 10, 256), runOf('n-sweep', 'shoal', 3, 256)])
