@@ -359,6 +359,8 @@ function startServer(lab: Lab, spec: CaseSpec, n: NodeState): LabProc {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir }
   // libp2p's debug logging (DEBUG=libp2p:…) reaches the daemons' logs.
   if (process.env.DEBUG !== undefined) env.DEBUG = process.env.DEBUG
+  // Where the probes of bench/lab/probes write (loaded with SHOAL_LAB_NODE_ARGS).
+  if (process.env.SHOAL_PROBE_DIR !== undefined) env.SHOAL_PROBE_DIR = process.env.SHOAL_PROBE_DIR
   if (spec.system === 'shoal') {
     const args = [
       'netns',
