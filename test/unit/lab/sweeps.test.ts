@@ -315,7 +315,7 @@ describe('lab:chart, the sweep chart from several result files', () => {
     )
   })
 
-  test('mergeSweeps: each lab builds its own image, a few bytes apart: still one point, the newer lab\'s', () => {
+  test("mergeSweeps: each lab builds its own image, a few bytes apart: still one point, the newer lab's", () => {
     const older = labResult(OLD, [{ ...runOf('size-sweep', 'shoal', 10, 64), imageBytes: 64 * MiB + 481 }])
     const newer = labResult(NEW, [{ ...runOf('size-sweep', 'shoal', 10, 64), imageBytes: 64 * MiB + 497 }])
     const m = mergeSweeps([
