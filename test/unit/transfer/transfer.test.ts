@@ -850,55 +850,6 @@ describe('Transfer: piece requests to peers', () => {
       clearInterval(feeding)
     }
   })
-})
-
-describe('rendezvousScore', () => {
-  test('deterministic, and different per peer, digest and piece', () => {
-    const d = `sha256:${'a'.repeat(64)}`
-    assert.equal(rendezvousScore('peer-a', d, 0), rendezvousScore('peer-a', d, 0))
-    const scores = new Set([
-      rendezvousScore('peer-a', d, 0),
-      rendezvousScore('peer-b', d, 0),
-      rendezvousScore('peer-a', d, 1),
-      rendezvousScore('peer-a', `sha256:${'b'.repeat(64)}`, 0),
-    ])
-    assert.equal(scores.size, 4)
-    assert.equal(typeof rendezvousScore('p', d, 0), 'bigint')
-  })
-})
-
-/** Another downloader of the blob: holds the pieces in `holds`, answers no request. */
-class Downloader implements SwarmPeer {
-  readonly downloading = true
-  inflight = 0
-  throughput = 0
-  busyUntil = 0
-  lastDataAt = 0
-  readonly holds = new Set<number>()
-  constructor(readonly id: string) {}
-  has(index: number): boolean {
-    return this.holds.has(index)
-  }
-  hashOf(): undefined {
-    return undefined
-  }
-  deferredUntil(): number {
-    return 0
-  }
-}
-
-describe('Transfer: origin slots in a herd', () => {
-  let root: string
-  let store: BlobStore
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'shoal-unit-slots-'))
-    store = createStore({ dataDir: join(root, 'data') })
-    await store.open()
-  })
-  afterEach(async () => {
-    await store.close()
-    await rm(root, { recursive: true, force: true })
-  })
 
   const PIECES = 8
 
@@ -943,7 +894,7 @@ describe('Transfer: origin slots in a herd', () => {
     return { t, origin, gate, mine }
   }
 
-  test('while other downloaders still fetch their pieces, one origin stream of this node', {
+  test('origin slots: while other downloaders still fetch their pieces, one origin stream of this node', {
     timeout: TEST_TIMEOUT,
   }, async () => {
     const { t, origin, gate } = await herd(false)
@@ -956,7 +907,7 @@ describe('Transfer: origin slots in a herd', () => {
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
   })
 
-  test('when this node alone still has pieces to fetch, it takes the whole share of the origin', {
+  test('origin slots: when this node alone still has pieces to fetch, it takes the whole share of the origin', {
     timeout: TEST_TIMEOUT,
   }, async () => {
     const { t, origin, gate, mine } = await herd(true)
@@ -970,3 +921,38 @@ describe('Transfer: origin slots in a herd', () => {
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
   })
 })
+
+describe('rendezvousScore', () => {
+  test('deterministic, and different per peer, digest and piece', () => {
+    const d = `sha256:${'a'.repeat(64)}`
+    assert.equal(rendezvousScore('peer-a', d, 0), rendezvousScore('peer-a', d, 0))
+    const scores = new Set([
+      rendezvousScore('peer-a', d, 0),
+      rendezvousScore('peer-b', d, 0),
+      rendezvousScore('peer-a', d, 1),
+      rendezvousScore('peer-a', `sha256:${'b'.repeat(64)}`, 0),
+    ])
+    assert.equal(scores.size, 4)
+    assert.equal(typeof rendezvousScore('p', d, 0), 'bigint')
+  })
+})
+
+/** Another downloader of the blob: holds the pieces in `holds`, answers no request. */
+class Downloader implements SwarmPeer {
+  readonly downloading = true
+  inflight = 0
+  throughput = 0
+  busyUntil = 0
+  lastDataAt = 0
+  readonly holds = new Set<number>()
+  constructor(readonly id: string) {}
+  has(index: number): boolean {
+    return this.holds.has(index)
+  }
+  hashOf(): undefined {
+    return undefined
+  }
+  deferredUntil(): number {
+    return 0
+  }
+}
