@@ -855,8 +855,9 @@ describe('Transfer: piece requests to peers', () => {
 
   /**
    * Self and three other downloaders, named so that self is the rendezvous owner of at least
-   * three of the blob's pieces (a bounded search over names). Each other downloader's pieces are
-   * either held by it already (`othersDone`) or claimed by it and still coming from the origin.
+   * three of the blob's pieces and each of the others of one at least (a bounded search over
+   * names): four fetchers. Each other downloader's pieces are either held by it already
+   * (`othersDone`) or claimed by it and still coming from the origin.
    */
   async function herd(othersDone: boolean) {
     const data = randomBytes(PIECES * PIECE)
@@ -870,10 +871,13 @@ describe('Transfer: piece requests to peers', () => {
           rendezvousScore(id, digest.value, i) > rendezvousScore(best, digest.value, i) ? id : best,
         ),
       )
-      if (owners.filter((o) => o === 'self').length >= 3) break
+      if (owners.filter((o) => o === 'self').length >= 3 && new Set(owners).size === ids.length) break
     }
     const mine = owners.filter((o) => o === 'self').length
-    assert.ok(mine >= 3, 'names found that give self three pieces')
+    assert.ok(
+      mine >= 3 && new Set(owners).size === ids.length,
+      'names found that give self three pieces, each other one',
+    )
     const others = ids.slice(1).map((id) => new Downloader(id))
     owners.forEach((o, i) => {
       if (othersDone) others.find((d) => d.id === o)?.holds.add(i)
