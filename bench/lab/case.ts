@@ -25,7 +25,7 @@ import {
   SKOPEO_BIN,
 } from './lab.js'
 import { nodeAddr, ORIGIN_ADDR } from './netns.js'
-import { cpuSeconds, describeExit, type LabProc, tail } from './proc.js'
+import { describeExit, type LabProc, machineShares, machineTimes, type ProcTimes, procTimes, tail } from './proc.js'
 import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, System } from './types.js'
 
 export interface CaseSpec {
@@ -58,8 +58,8 @@ interface NodeState {
   startMs: number | undefined
   progress: [number, number][]
   usage: DaemonUsage | undefined
-  /** The server's CPU seconds at t0. */
-  cpuAtT0: number | undefined
+  /** The server's CPU times and page faults at t0. */
+  atT0: ProcTimes | undefined
   peersAtStart: number | undefined
   bytesBySource: BytesBySource | undefined
   error: string | undefined
@@ -108,7 +108,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     startMs: undefined,
     progress: [],
     usage: undefined,
-    cpuAtT0: undefined,
+    atT0: undefined,
     peersAtStart: undefined,
     bytesBySource: undefined,
     error: undefined,
@@ -168,7 +168,8 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
     const originBefore = await lab.originTx()
     const countersBefore = await probe.counters(nodes.map((n) => n.host.port))
-    for (const n of nodes) n.cpuAtT0 = n.server === undefined ? undefined : cpuSeconds(n.server.pid)
+    for (const n of nodes) n.atT0 = n.server === undefined ? undefined : procTimes(n.server.pid)
+    const machineAtT0 = machineTimes()
     const t0 = performance.now()
     const since = (): number => performance.now() - t0
     lab.log(
@@ -237,6 +238,8 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
 
     // Background origin traffic (a proxy storing its copy) counts too: wait for a quiet link.
     const wholeRunMs = since()
+    const machineCpu = machineShares(machineAtT0, machineTimes())
+    if (machineCpu !== undefined) result.machineCpu = machineCpu
     await waitQuiet(lab, topo.origin.port, 2000, 120_000)
     const originAfter = await lab.originTx()
     result.originBytes = originAfter - originBefore
@@ -246,7 +249,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     // Bytes by source and resource use, while the servers still run.
     for (const n of nodes) {
       if (n.server === undefined || n.role === 'killed') continue
-      if (n.server.exit === undefined) n.usage = usageOf(n.server, n.cpuAtT0)
+      if (n.server.exit === undefined) n.usage = usageOf(n.server, n.atT0)
       if (spec.system === 'shoal') {
         try {
           const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
@@ -494,7 +497,7 @@ async function churn(lab: Lab, nodes: NodeState[], victims: Set<number>, mean: n
     if (!victims.has(n.k)) continue
     n.role = 'killed'
     if (n.server !== undefined) {
-      n.usage = usageOf(n.server, n.cpuAtT0)
+      n.usage = usageOf(n.server, n.atT0)
       await lab.procs.kill(n.server)
     }
     if (n.client !== undefined) await lab.procs.kill(n.client)
@@ -512,12 +515,15 @@ async function daemonProgress(probe: Lab['probeOrThrow'], n: NodeState, imageByt
   }
 }
 
-function usageOf(p: LabProc, cpuAtT0: number | undefined): DaemonUsage {
+function usageOf(p: LabProc, atT0: ProcTimes | undefined): DaemonUsage {
   const mem = readMem(p.pid)
-  const cpu = cpuSeconds(p.pid)
+  const now = procTimes(p.pid)
+  const since = now !== undefined && atT0 !== undefined
   return {
-    cpuSeconds: cpu,
-    pullCpuSeconds: cpu === undefined || cpuAtT0 === undefined ? undefined : cpu - cpuAtT0,
+    cpuSeconds: now?.cpuSeconds,
+    pullCpuSeconds: since ? now.cpuSeconds - atT0.cpuSeconds : undefined,
+    pullSysSeconds: since ? now.sysSeconds - atT0.sysSeconds : undefined,
+    pullFaultMiB: since ? ((now.minorFaults - atT0.minorFaults) * 4) / 1024 : undefined,
     peakRssMiB: mem === undefined ? undefined : mem.hwmKiB / 1024,
   }
 }

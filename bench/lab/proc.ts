@@ -136,15 +136,77 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** User + system CPU seconds of a live process (all threads), or undefined when it is gone. */
-export function cpuSeconds(pid: number): number | undefined {
+export interface ProcTimes {
+  /** User + system CPU seconds (all threads). */
+  cpuSeconds: number
+  /** Of which in the kernel. */
+  sysSeconds: number
+  /** Minor page faults: pages the process touched for the first time (or again after release). */
+  minorFaults: number
+}
+
+/** CPU times and page faults of a live process, or undefined when it is gone. */
+export function procTimes(pid: number): ProcTimes | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+    // fields[0] is field 3 (state); minflt is field 10, utime field 14, stime field 15.
+    const user = Number(fields[11]) / CLOCK_TICKS
+    const sys = Number(fields[12]) / CLOCK_TICKS
+    return { cpuSeconds: user + sys, sysSeconds: sys, minorFaults: Number(fields[7]) }
   } catch {
     return undefined
+  }
+}
+
+/** User + system CPU seconds of a live process (all threads), or undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  return procTimes(pid)?.cpuSeconds
+}
+
+/** The machine's CPU time so far (/proc/stat's first line), in clock ticks per kind. */
+export interface MachineTimes {
+  user: number
+  system: number
+  idle: number
+  softirq: number
+  steal: number
+  total: number
+}
+
+export function machineTimes(): MachineTimes | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+    const v = line.trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = v
+    return {
+      user: user + nice,
+      system: system + irq,
+      idle: idle + iowait,
+      softirq,
+      steal,
+      total: user + nice + system + idle + iowait + irq + softirq + steal,
+    }
+  } catch {
+    return undefined
+  }
+}
+
+/** Shares (percent) of the machine's CPU time between two readings. */
+export function machineShares(
+  a: MachineTimes | undefined,
+  b: MachineTimes | undefined,
+): { busyPct: number; userPct: number; systemPct: number; softirqPct: number; stealPct: number } | undefined {
+  if (a === undefined || b === undefined || b.total <= a.total) return undefined
+  const t = b.total - a.total
+  const pct = (k: keyof MachineTimes): number => Math.round((1000 * (b[k] - a[k])) / t) / 10
+  return {
+    busyPct: Math.round(1000 * (1 - (b.idle - a.idle) / t)) / 10,
+    userPct: pct('user'),
+    systemPct: pct('system'),
+    softirqPct: pct('softirq'),
+    stealPct: pct('steal'),
   }
 }
 

@@ -189,6 +189,17 @@ export function renderReport(result: LabResult): string {
       parts.push(
         `daemons' CPU during the pulls: ${pullCpu.toFixed(1)} s in all, ${(pullCpu / (r.imageBytes / 2 ** 20)).toFixed(3)} s per MiB of image; / ${cores} cores = ${(pullCpu / cores).toFixed(1)} s beside the slowest pull's ${(r.slowestMs / 1000).toFixed(1)} s`,
       )
+      const sys = r.nodeResults.reduce((a, n) => a + (n.server?.pullSysSeconds ?? 0), 0)
+      const faults = r.nodeResults.reduce((a, n) => a + (n.server?.pullFaultMiB ?? 0), 0)
+      parts.push(
+        `  of it in the kernel ${sys.toFixed(1)} s; pages first touched (minor faults) ${faults.toFixed(0)} MiB`,
+      )
+    }
+    const m = r.machineCpu
+    if (m !== undefined) {
+      parts.push(
+        `the whole machine during the pulls: ${m.busyPct} % busy (user ${m.userPct} %, kernel ${m.systemPct} %, softirq ${m.softirqPct} %, steal ${m.stealPct} %)`,
+      )
     }
   }
   if (result.errors.length > 0) {

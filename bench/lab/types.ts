@@ -75,6 +75,10 @@ export interface DaemonUsage {
   cpuSeconds: number | undefined
   /** CPU time from the run's t0 (the first pull starting) to the end of the pulls. */
   pullCpuSeconds?: number | undefined
+  /** Of `pullCpuSeconds`, the kernel's (system time). */
+  pullSysSeconds?: number | undefined
+  /** Minor page faults in the same span, as MiB of 4 KiB pages first touched. */
+  pullFaultMiB?: number | undefined
   peakRssMiB: number | undefined
 }
 
@@ -129,6 +133,8 @@ export interface RunResult {
   /** [ms since t0, origin bytes sent so far]. */
   originSeries: [number, number][]
   startedAt: string
+  /** The whole machine's CPU (/proc/stat) from t0 to the last pull's end, percent of all cores. */
+  machineCpu?: { busyPct: number; userPct: number; systemPct: number; softirqPct: number; stealPct: number }
 }
 
 export interface CaseSummary {
