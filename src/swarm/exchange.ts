@@ -1,7 +1,6 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Multihash from 'multiformats/hashes/digest'
-import { SMALL_BLOB_BYTES } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { type Digest, parseDigest } from '../oci/digest.js'
@@ -631,13 +630,13 @@ export class PieceExchange implements SwarmAccess {
     const blob = swarm.blob
     const connected = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
     const opened = connected.map((p) => this.openSession(blob, p, swarm.local).catch(() => undefined))
-    // The settle time lets simultaneous downloaders declare themselves for the claims; a small
-    // blob is not claimed (see SMALL_BLOB_BYTES): the peers' answers are all it waits for.
-    const settleMs = blob.size <= SMALL_BLOB_BYTES ? 0 : this.opts.settleMs
+    // Also for a small blob, which is not claimed (see SMALL_BLOB_BYTES): without the settle time
+    // the provider search below took peers whose Hello had not come yet for no source, and a herd
+    // searched the DHT for its config at the end of every pull (19 searches instead of 8 in a P1).
     const settled =
       connected.length === 0
         ? Promise.resolve()
-        : Promise.race([Promise.all(opened).then(() => sleepMs(settleMs)), sleepMs(this.opts.readyTimeoutMs)])
+        : Promise.race([Promise.all(opened).then(() => sleepMs(this.opts.settleMs)), sleepMs(this.opts.readyTimeoutMs)])
     this.findMore(swarm, settled).catch((err: unknown) =>
       this.log.debug({ err: String(err) }, 'provider search failed'),
     )
