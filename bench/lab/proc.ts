@@ -6,7 +6,8 @@
  * itself: stopping it stops the daemon, the registry or the client, not a wrapper.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { closeSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface ExitInfo {
@@ -235,4 +236,31 @@ export function run(command: string, args: string[], timeoutMs = 30_000): Promis
       },
     )
   })
+}
+
+/**
+ * What writing a new file costs this machine in CPU (mostly the kernel's), ms per MiB: once on
+ * whatever memory the page cache gets first, and once more at once after deleting the file, when
+ * the kernel hands the same pages back. On a VM that returns freed memory to its host the first
+ * is several times the second (this project's machines: ~3 against ~0.25 ms per MiB); there every
+ * new page the lab's daemons and clients touch is that dear. Writes `mib` MiB into `dir`.
+ */
+export function writeCost(dir: string, mib = 128): { firstMsPerMiB: number; againMsPerMiB: number } {
+  const file = join(dir, 'write-cost.tmp')
+  const chunk = Buffer.alloc(4 * 1024 * 1024, 0xa5)
+  const once = (): number => {
+    const before = process.cpuUsage()
+    const fd = openSync(file, 'w')
+    try {
+      for (let i = 0; i < mib / 4; i++) writeSync(fd, chunk)
+    } finally {
+      closeSync(fd)
+    }
+    const used = process.cpuUsage(before)
+    rmSync(file, { force: true })
+    return Math.round(((used.user + used.system) / 1000 / mib) * 1000) / 1000
+  }
+  const first = once()
+  const again = once()
+  return { firstMsPerMiB: first, againMsPerMiB: again }
 }

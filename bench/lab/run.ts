@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type CaseSpec, runCase } from './case.js'
 import { Lab } from './lab.js'
-import { run } from './proc.js'
+import { run, writeCost } from './proc.js'
 import { caseKey, renderNodes, renderSummary, representative, summarize } from './report.js'
 import { progressSvg, sweepSvg } from './svg.js'
 import type { Baseline, LabOptions, LabResult, RunResult, Scenario, System } from './types.js'
@@ -119,6 +119,7 @@ export async function runLab(options: LabOptions): Promise<LabResult> {
   try {
     const maxNodes = Math.max(opts.nodes, ...(opts.scenarios.includes('n-sweep') ? opts.sweepNodes : []))
     await lab.setup(maxNodes)
+    result.machine.writeCost = writeCost(lab.workDir)
     for (const scenario of opts.scenarios) {
       const runs = scenario.endsWith('sweep') ? opts.sweepRuns : opts.runs
       for (const group of casesOf(opts, scenario)) {
@@ -168,6 +169,12 @@ export function renderReport(result: LabResult): string {
     `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s (HTB, ${o.qdisc ?? 'pfifo'}), ${o.layers} layers; ` +
       `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs`,
   )
+  const wc = result.machine.writeCost
+  if (wc !== undefined) {
+    parts.push(
+      `this machine writes a new file at ${wc.firstMsPerMiB} ms of CPU per MiB, ${wc.againMsPerMiB} ms at once again on the same pages (new memory is dear on a VM that gives freed memory back to its host)`,
+    )
+  }
   parts.push(
     'origin/S = bytes the origin interface sent / image size; slowest/T* = slowest pull / max(S/R_origin, S/R_node) (P4: S/R_node)',
   )

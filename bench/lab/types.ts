@@ -159,7 +159,15 @@ export interface LabResult {
   startedAt: string
   finishedAt: string
   options: Omit<LabOptions, 'log' | 'signal' | 'onLab'>
-  machine: { cpus: number; loadavgStart: number[]; loadavgEnd: number[]; node: string; kernel: string }
+  machine: {
+    cpus: number
+    loadavgStart: number[]
+    loadavgEnd: number[]
+    node: string
+    kernel: string
+    /** CPU ms per MiB written to a new file, first and again at once (see `writeCost`). */
+    writeCost?: { firstMsPerMiB: number; againMsPerMiB: number }
+  }
   /** Which daemon was measured: git HEAD and a hash of the uncommitted diff of src/ (if any). */
   engine: { head: string; srcDiff: string }
   runs: RunResult[]

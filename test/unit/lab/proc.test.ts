@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { machineShares, machineTimes, procTimes } from '../../../bench/lab/proc.js'
+import { machineShares, machineTimes, procTimes, writeCost } from '../../../bench/lab/proc.js'
 
 describe('lab: CPU and page-fault readings', () => {
   it('reads a live process: system time within its CPU time, faults counted', () => {
@@ -31,5 +34,19 @@ describe('lab: CPU and page-fault readings', () => {
     assert.ok(Math.abs(sum - 100) < 1.5, `shares sum to ${sum}`)
     assert.ok(s.busyPct > 0)
     assert.equal(machineShares(a, a), undefined)
+  })
+})
+
+describe('lab: what writing a new file costs', () => {
+  it('measures both writes and leaves no file behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-write-cost-'))
+    try {
+      const c = writeCost(dir, 8)
+      assert.ok(c.firstMsPerMiB > 0 && Number.isFinite(c.firstMsPerMiB))
+      assert.ok(c.againMsPerMiB > 0 && Number.isFinite(c.againMsPerMiB))
+      assert.deepEqual(await readdir(dir), [])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
