@@ -52,15 +52,6 @@ export const ORIGIN_CONNECTIONS = 16
  * the blob size. 4 MiB up to 4 GiB blobs (≤ 1024 pieces), 16 MiB beyond.
  */
 export const PIECE_SIZE_SMALL = 4 * 1024 * 1024
-
-/**
- * A blob at most this large (an image config, mostly) is not claimed: when no peer in session
- * holds it once they have answered, every node that wants it fetches it from the origin at once,
- * instead of waiting for one node's claimed fetch to be passed on. The origin sends it at most
- * once per node (N × 64 KiB at worst); in the lab's loaded herd a 481-byte config took 0.3–3.1 s
- * that way (0.3–0.7 s unclaimed), at the end of every skopeo pull.
- */
-export const SMALL_BLOB_BYTES = 64 * 1024
 export const PIECE_SIZE_LARGE = 16 * 1024 * 1024
 export const PIECE_SIZE_THRESHOLD = 4 * 1024 * 1024 * 1024
 

@@ -630,9 +630,6 @@ export class PieceExchange implements SwarmAccess {
     const blob = swarm.blob
     const connected = this.node.connectedPeers().slice(0, this.opts.maxSessionsPerBlob)
     const opened = connected.map((p) => this.openSession(blob, p, swarm.local).catch(() => undefined))
-    // Also for a small blob, which is not claimed (see SMALL_BLOB_BYTES): without the settle time
-    // the provider search below took peers whose Hello had not come yet for no source, and a herd
-    // searched the DHT for its config at the end of every pull (19 searches instead of 8 in a P1).
     const settled =
       connected.length === 0
         ? Promise.resolve()

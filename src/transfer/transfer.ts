@@ -1,6 +1,6 @@
 import { createHash, type Hash, randomFillSync } from 'node:crypto'
 import { type FileHandle, open } from 'node:fs/promises'
-import { CHECKPOINT_BYTES, READ_CHUNK_BYTES, SMALL_BLOB_BYTES } from '../constants.js'
+import { CHECKPOINT_BYTES, READ_CHUNK_BYTES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
@@ -340,12 +340,6 @@ export class Transfer implements LocalBlob {
           this.fetchFromOrigin(i, this.swarm === undefined ? this.pieceCount : ALONE_RUN_PIECES)
         continue
       }
-      if (this.size <= SMALL_BLOB_BYTES) {
-        // No peer in session holds it: not worth a claim and a wait for its owner (see
-        // SMALL_BLOB_BYTES); from the origin now.
-        if (this.originInflight === 0) this.fetchFromOrigin(i, this.pieceCount)
-        continue
-      }
       if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
       // Ours: claim it now, even if it must wait for an origin slot, so that the other
       // downloaders wait for our Have instead of fetching it too.
@@ -598,11 +592,9 @@ export class Transfer implements LocalBlob {
       last++
     }
     const now = Date.now()
-    // A small blob's piece is not claimed: no other node waits for it (see SMALL_BLOB_BYTES).
-    const claiming = this.size > SMALL_BLOB_BYTES
     for (let i = first; i <= last; i++) {
       this.inflight.set(i, 'origin')
-      if (claiming && !this.claimedAt.has(i)) this.claim(i, now)
+      if (!this.claimedAt.has(i)) this.claim(i, now)
     }
     this.originInflight++
     this.log.debug({ first, last, sinceStartMs: now - this.startedAt }, 'origin fetch')

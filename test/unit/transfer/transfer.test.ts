@@ -924,52 +924,6 @@ describe('Transfer: piece requests to peers', () => {
     t.abort(new ShoalError('ABORTED', 'test over'))
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
   })
-  test('a small blob no peer in session holds comes from the origin at once, unclaimed, though another downloader owns it', {
-    timeout: TEST_TIMEOUT,
-  }, async () => {
-    const data = randomBytes(481)
-    const digest = digestOf(data)
-    // A downloader that ranks above self for the blob's one piece: a large blob's piece would wait
-    // for its claim (ownerWaitMs) and then for its Have.
-    let other = new Downloader('peer-0')
-    for (let k = 1; rendezvousScore(other.id, digest.value, 0) < rendezvousScore('self', digest.value, 0); k++) {
-      assert.ok(k < 1000, 'a name that outranks self')
-      other = new Downloader(`peer-${k}`)
-    }
-    const claims: number[] = []
-    const swarm: BlobSwarm = {
-      ...fakeSwarm([]),
-      peers: () => [other],
-      announceClaim: (i) => claims.push(i),
-    }
-    const origin = MemorySource.of(data)
-    const t = new Transfer({ digest, size: data.length }, { store, logger: silentLogger(), origin, swarm })
-    const started = Date.now()
-    await t.start()
-    await within(2000, t.done, 'done from the origin')
-    assert.ok(Date.now() - started < 2000)
-    assert.equal(origin.calls.length, 1)
-    assert.deepEqual(claims, [], 'no claim for a small blob')
-    const stored = await store.stat(digest)
-    assert.equal(stored?.size, data.length)
-  })
-
-  test('a small blob a peer in session holds comes from that peer, not the origin', {
-    timeout: TEST_TIMEOUT,
-  }, async () => {
-    const data = randomBytes(481)
-    const digest = digestOf(data)
-    const holder = new FakePeer('holder', data)
-    const t = new Transfer(
-      { digest, size: data.length },
-      { store, logger: silentLogger(), origin: noOrigin, swarm: fakeSwarm([holder]) },
-    )
-    await t.start()
-    await waitFor('a request', () => holder.asked.length === 1)
-    holder.asked[0]?.answer(Buffer.from(data))
-    await within(5000, t.done, 'done from the peer')
-    assert.equal((await store.stat(digest))?.size, data.length)
-  })
 })
 
 describe('rendezvousScore', () => {
