@@ -9,6 +9,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { MachineShares } from './types.js'
 
 export interface ExitInfo {
   code: number | null
@@ -160,11 +161,6 @@ export function procTimes(pid: number): ProcTimes | undefined {
   }
 }
 
-/** User + system CPU seconds of a live process (all threads), or undefined when it is gone. */
-export function cpuSeconds(pid: number): number | undefined {
-  return procTimes(pid)?.cpuSeconds
-}
-
 /** The machine's CPU time so far (/proc/stat's first line), in clock ticks per kind. */
 export interface MachineTimes {
   user: number
@@ -195,10 +191,7 @@ export function machineTimes(): MachineTimes | undefined {
 }
 
 /** Shares (percent) of the machine's CPU time between two readings. */
-export function machineShares(
-  a: MachineTimes | undefined,
-  b: MachineTimes | undefined,
-): { busyPct: number; userPct: number; systemPct: number; softirqPct: number; stealPct: number } | undefined {
+export function machineShares(a: MachineTimes | undefined, b: MachineTimes | undefined): MachineShares | undefined {
   if (a === undefined || b === undefined || b.total <= a.total) return undefined
   const t = b.total - a.total
   const pct = (k: keyof MachineTimes): number => Math.round((1000 * (b[k] - a[k])) / t) / 10

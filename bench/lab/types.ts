@@ -133,8 +133,17 @@ export interface RunResult {
   /** [ms since t0, origin bytes sent so far]. */
   originSeries: [number, number][]
   startedAt: string
-  /** The whole machine's CPU (/proc/stat) from t0 to the last pull's end, percent of all cores. */
-  machineCpu?: { busyPct: number; userPct: number; systemPct: number; softirqPct: number; stealPct: number }
+  /** The whole machine's CPU (/proc/stat) from t0 to the last pull's end. */
+  machineCpu?: MachineShares
+}
+
+/** Shares of all cores' time between two readings of /proc/stat, percent (irq as kernel, iowait as idle). */
+export interface MachineShares {
+  busyPct: number
+  userPct: number
+  systemPct: number
+  softirqPct: number
+  stealPct: number
 }
 
 export interface CaseSummary {
