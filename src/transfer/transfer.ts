@@ -153,6 +153,8 @@ export class Transfer implements LocalBlob {
   private idleTimer: NodeJS.Timeout | undefined
   private tick: NodeJS.Timeout | undefined
   private scheduled = false
+  /** The swarm's first answers are in (see start): origin fetches may be decided. */
+  private swarmReady = false
   readonly done: Promise<void>
   private resolveDone!: () => void
   private rejectDone!: (e: Error) => void
@@ -209,13 +211,23 @@ export class Transfer implements LocalBlob {
       return
     }
     await this.advanceHash()
-    if (this.swarm !== undefined) {
-      // Let the peers downloading it now declare themselves before picking who fetches what:
-      // nothing is scheduled before (a node that thinks it is alone fetches everything).
-      await this.swarm.ready
-      this.swarm.onChange(() => this.schedule())
-    }
     if (this.state !== 'running') return
+    const swarm = this.swarm
+    if (swarm !== undefined) {
+      // Peers are asked for pieces as soon as their Hello says what they hold (a warm pull need
+      // not wait for the slowest session and the settle time). Who fetches what from the origin
+      // is decided only once the peers downloading it now have declared themselves (`ready`): a
+      // node that thinks it is alone fetches everything.
+      swarm.onChange(() => this.schedule())
+      swarm.ready
+        .then(() => {
+          this.swarmReady = true
+          this.schedule()
+        })
+        .catch(() => {})
+    } else {
+      this.swarmReady = true
+    }
     this.tick = setInterval(() => {
       this.giveUpStalled(Date.now())
       this.schedule()
@@ -317,6 +329,7 @@ export class Transfer implements LocalBlob {
     for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
     const swarmActive = peers.length > 0
     if (swarmActive) this.requestFromPeers(peers)
+    if (!this.swarmReady) return false
     // A peer we are opening a session with may hold the blob: on a busy node its Hello can come
     // after the discovery wait. Nothing from the origin until it has spoken (bounded). The same
     // for a peer whose session was just replaced: for a moment it is in no session at all.

@@ -523,6 +523,8 @@ export interface InProcessOptions {
   bootstrap?: string[]
   corruptServedPieces?: boolean
   swarmKey?: string
+  /** Upload to peers at most this fast, e.g. '8MiB/s'. */
+  uploadRate?: string
 }
 
 /** A daemon in this process (on ports 0), for the in-process API `createDaemon`. */
@@ -545,6 +547,7 @@ export class InProcessDaemon implements SwarmDaemon {
       logLevel: 'silent',
     }
     if (opts.swarmKey !== undefined) flags.swarmKey = opts.swarmKey
+    if (opts.uploadRate !== undefined) flags.uploadRate = opts.uploadRate
     const config = resolveConfig({ flags })
     const level = process.env.SHOAL_TEST_LOG
     const logger =

@@ -45,7 +45,7 @@ describe('swarm: corrupt peer', { timeout: 120_000 }, () => {
   }
 
   it('a liar and an honest holder: the puller bans the liar and gets every byte from the honest peer', async () => {
-    const blob = origin.addRandomBlob('bad/one', 14 * MiB + 999)
+    const blob = origin.addRandomBlob('bad/one', 30 * MiB + 999)
     const path = `/v2/bad/one/blobs/${blob.digest}`
     // Liar and honest holder each fetch the blob from the origin, unconnected (the honest one must
     // not take corrupt pieces from the liar).
@@ -56,7 +56,14 @@ describe('swarm: corrupt peer', { timeout: 120_000 }, () => {
       corruptServedPieces: true,
     })
     daemons.push(liar)
-    const honest = await InProcessDaemon.start({ name: 'honest', dataDir: join(root, 'honest'), upstream: origin.url })
+    // The puller asks a holder as soon as its Hello comes (four pieces in flight per peer): with
+    // eight pieces and a slow honest holder, pieces are left for the liar once its Hello arrives.
+    const honest = await InProcessDaemon.start({
+      name: 'honest',
+      dataDir: join(root, 'honest'),
+      upstream: origin.url,
+      uploadRate: '8MiB/s',
+    })
     daemons.push(honest)
     await fill(liar, path, blob.digest)
     await fill(honest, path, blob.digest)

@@ -749,6 +749,39 @@ describe('Transfer: piece requests to peers', () => {
     assert.equal(originAsked, 0)
   })
 
+  test('a holder is asked as soon as its Hello is in, before the discovery settles; the origin only after', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(3 * PIECE)
+    const holder = new FakePeer('holder', data)
+    holder.holds = false // its Hello has not come yet
+    const swarm = fakeSwarm([holder])
+    let settle!: () => void
+    Object.assign(swarm, { ready: new Promise<void>((resolve) => (settle = resolve)) })
+    let originAsked = 0
+    const origin: OriginFetcher = {
+      name: 'counted',
+      fetch: () => {
+        originAsked++
+        return Promise.reject(new Error('the origin must not be asked before the discovery settles'))
+      },
+    }
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0 },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    await t.start()
+    await sleep(600) // two scheduling ticks: nobody holds anything yet, and no origin fetch
+    assert.equal(originAsked, 0, 'the origin was asked before the discovery settled')
+    holder.holds = true
+    swarm.changed()
+    await waitFor('requests to the holder before the discovery settled', () => holder.asked.length === 3)
+    for (const a of holder.asked) a.answer(holder.piece(a.index))
+    await within(5000, t.done, 'done')
+    assert.equal(originAsked, 0)
+    settle()
+  })
+
   test('a busy peer that keeps sending piece bytes is waited for past peerStallMs', {
     timeout: TEST_TIMEOUT,
   }, async () => {
