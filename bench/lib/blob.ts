@@ -54,7 +54,7 @@ export async function uploadBlob(base: string, repo: string, blob: BlobFile): Pr
   }
   const url = new URL(location, base)
   url.searchParams.set('digest', blob.digest)
-  const timeoutMs = 60_000 + (blob.size / (10 * 1024 * 1024)) * 1000
+  const timeoutMs = 60_000 + Math.ceil((blob.size / (10 * 1024 * 1024)) * 1000)
   const put = await request(url, {
     method: 'PUT',
     headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
