@@ -220,11 +220,11 @@ export class Transfer implements LocalBlob {
       // node that thinks it is alone fetches everything.
       swarm.onChange(() => this.schedule())
       swarm.ready
+        .catch(() => {})
         .then(() => {
           this.swarmReady = true
           this.schedule()
         })
-        .catch(() => {})
     } else {
       this.swarmReady = true
     }
