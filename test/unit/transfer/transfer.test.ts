@@ -616,6 +616,19 @@ class FakePeer implements SwarmPeer {
   }
 }
 
+/** An origin that refuses every fetch with `message` and counts the attempts. */
+function refusingOrigin(message: string): OriginFetcher & { asked: number } {
+  const origin = {
+    name: 'counted',
+    asked: 0,
+    fetch: () => {
+      origin.asked++
+      return Promise.reject(new Error(message))
+    },
+  }
+  return origin
+}
+
 function fakeSwarm(peers: FakePeer[]): BlobSwarm & { changed(): void; rejoin: number; released: Uint8Array[] } {
   const listeners: (() => void)[] = []
   return {
@@ -725,28 +738,21 @@ describe('Transfer: piece requests to peers', () => {
     holder.holds = false // its session is gone for the moment
     const swarm = fakeSwarm([holder])
     swarm.rejoin = 1
-    let originAsked = 0
-    const origin: OriginFetcher = {
-      name: 'counted',
-      fetch: () => {
-        originAsked++
-        return Promise.reject(new Error('the origin must not be asked while the holder rejoins'))
-      },
-    }
+    const origin = refusingOrigin('the origin must not be asked while the holder rejoins')
     const t = new Transfer(
       { digest: digestOf(data), size: data.length, claimSettleMs: 0 },
       { store, logger: silentLogger(), origin, swarm },
     )
     await t.start()
     await sleep(800) // three scheduling ticks
-    assert.equal(originAsked, 0, 'the origin was asked while a peer was rejoining')
+    assert.equal(origin.asked, 0, 'the origin was asked while a peer was rejoining')
     holder.holds = true
     swarm.rejoin = 0
     swarm.changed()
     await waitFor('requests to the holder', () => holder.asked.length === 2)
     for (const a of holder.asked) a.answer(holder.piece(a.index))
     await within(5000, t.done, 'done')
-    assert.equal(originAsked, 0)
+    assert.equal(origin.asked, 0)
   })
 
   test('a holder is asked as soon as its Hello is in, before the discovery settles; the origin only after', {
@@ -758,27 +764,20 @@ describe('Transfer: piece requests to peers', () => {
     const swarm = fakeSwarm([holder])
     let settle!: () => void
     Object.assign(swarm, { ready: new Promise<void>((resolve) => (settle = resolve)) })
-    let originAsked = 0
-    const origin: OriginFetcher = {
-      name: 'counted',
-      fetch: () => {
-        originAsked++
-        return Promise.reject(new Error('the origin must not be asked before the discovery settles'))
-      },
-    }
+    const origin = refusingOrigin('the origin must not be asked before the discovery settles')
     const t = new Transfer(
       { digest: digestOf(data), size: data.length, claimSettleMs: 0 },
       { store, logger: silentLogger(), origin, swarm },
     )
     await t.start()
     await sleep(600) // two scheduling ticks: nobody holds anything yet, and no origin fetch
-    assert.equal(originAsked, 0, 'the origin was asked before the discovery settled')
+    assert.equal(origin.asked, 0, 'the origin was asked before the discovery settled')
     holder.holds = true
     swarm.changed()
     await waitFor('requests to the holder before the discovery settled', () => holder.asked.length === 3)
     for (const a of holder.asked) a.answer(holder.piece(a.index))
     await within(5000, t.done, 'done')
-    assert.equal(originAsked, 0)
+    assert.equal(origin.asked, 0)
     settle()
   })
 
