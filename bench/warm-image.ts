@@ -19,6 +19,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { request } from 'undici'
 import { type BlobFile, generateBlob, uploadBlob } from './lib/blob.js'
+import { blobBytes, waitForPeer } from './lib/p2p.js'
+import { median } from './lib/phases.js'
 import { killAllSync, type Managed, stopAll, tailLog } from './lib/procs.js'
 import { startRegistry, startShoal } from './lib/servers.js'
 
@@ -58,38 +60,6 @@ async function pullImage(base: string, blobs: BlobFile[], wantSource?: string): 
   return performance.now() - t0
 }
 
-/** Blob bytes a daemon obtained, by source (its /metrics). */
-async function blobBytes(admin: string): Promise<{ origin: number; peer: number; cache: number }> {
-  const r = await request(`${admin}/metrics`, { signal: AbortSignal.timeout(5000) })
-  const out = { origin: 0, peer: 0, cache: 0 }
-  for (const line of (await r.body.text()).split('\n')) {
-    const m = /^shoal_blob_bytes_total\{source="(origin|peer|cache)"\}\s+(\S+)/.exec(line)
-    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1] as 'origin' | 'peer' | 'cache'] += Number(m[2])
-  }
-  return out
-}
-
-async function waitForPeer(admin: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; Date.now() < deadline && i < 1000; i++) {
-    try {
-      const r = await request(`${admin}/status`, { signal: AbortSignal.timeout(2000) })
-      const st = (await r.body.json()) as { peers?: number }
-      if ((st.peers ?? 0) > 0) return
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`no peer within ${timeoutMs} ms`)
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
-
 async function main(rounds: number): Promise<void> {
   const workDir = await mkdtemp('/tmp/shoal-warm-')
   const procs: Managed[] = []
@@ -127,7 +97,7 @@ async function main(rounds: number): Promise<void> {
       admin: true,
     })
     procs.push(b.proc)
-    await waitForPeer(b.admin as string, 15_000)
+    await waitForPeer(b, 15_000)
 
     const p2p: number[] = []
     const hit: number[] = []
@@ -155,8 +125,8 @@ async function main(rounds: number): Promise<void> {
         `${String(r + 1).padStart(5)}   ${p.toFixed(0).padStart(22)}   ${h.toFixed(0).padStart(16)}   ${(p / h).toFixed(1).padStart(5)}`,
       )
     }
-    const mp = median(p2p)
-    const mh = median(hit)
+    const mp = median(p2p) ?? 0
+    const mh = median(hit) ?? 0
     console.log(
       `median  ${mp.toFixed(0).padStart(22)}   ${mh.toFixed(0).padStart(16)}   ${(mp / mh).toFixed(1).padStart(5)}` +
         `   (image: 4 x 2 MiB layers at once, then a ${CONFIG}-byte config; ${rounds} rounds, each a new image)`,

@@ -168,7 +168,8 @@ async function getText(url: string): Promise<string> {
   return text
 }
 
-async function blobBytes(admin: string): Promise<BlobBytes> {
+/** Blob bytes a daemon obtained, by source (its /metrics). */
+export async function blobBytes(admin: string): Promise<BlobBytes> {
   const out: BlobBytes = { origin: 0, peer: 0, cache: 0 }
   for (const line of (await getText(`${admin}/metrics`)).split('\n')) {
     const m = /^shoal_blob_bytes_total\{source="(origin|peer|cache)"\}\s+(\S+)/.exec(line)
@@ -181,7 +182,8 @@ function diff(a: BlobBytes, b: BlobBytes): BlobBytes {
   return { origin: b.origin - a.origin, peer: b.peer - a.peer, cache: b.cache - a.cache }
 }
 
-async function waitForPeer(server: ShoalServer, timeoutMs: number): Promise<number> {
+/** Until the daemon has a peer (its admin /status); ms waited. */
+export async function waitForPeer(server: ShoalServer, timeoutMs: number): Promise<number> {
   const started = performance.now()
   let last = 'no answer'
   while (performance.now() - started < timeoutMs) {
