@@ -725,6 +725,9 @@ describe('Transfer: piece requests to peers', () => {
       await sleep(50)
     }
     await within(5000, t.done, 'done')
+    // The last piece's buffer is given back just after its write, which may be after the blob's
+    // commit has resolved `done`.
+    await waitFor('every buffer given back', () => storedAtRelease.length === 3)
     assert.deepEqual(storedAtRelease, [true, true, true], 'each piece was stored before its buffer was given back')
     const stored = await readFile(store.blobPath(digestOf(data)))
     assert.ok(stored.equals(data), 'the stored blob is the original')
