@@ -5,9 +5,10 @@ import { AUTH_DECISION_TTL_MS, MAX_HEADER_BYTES } from '../constants.js'
 import { isShoalError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { parseDigest, truncate } from '../oci/digest.js'
+import { parseManifest } from '../oci/manifest.js'
 import { isTag, upstreamName, validateName } from '../oci/reference.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
-import type { RequestContext, Resolver } from '../resolver/resolver.js'
+import type { ManifestResult, RequestContext, Resolver } from '../resolver/resolver.js'
 import type { BlobRequest, BlobService } from '../transfer/blobs.js'
 import { sendError } from './errors.js'
 import { parseRange } from './range.js'
@@ -32,6 +33,17 @@ export interface ProxyServer {
   address(): { host: string; port: number }
 }
 
+/**
+ * An image's config at most this large is fetched into the cache as soon as its manifest is
+ * served: skopeo and `crane` ask for it after the layers, and a herd finishing together would
+ * all find it held by nobody and wait for it at the end of the pull.
+ */
+const CONFIG_PREFETCH_MAX_BYTES = 1024 * 1024
+/** Config prefetches running at once; more are skipped (the client asks for the config anyway). */
+const CONFIG_PREFETCHES_MAX = 16
+/** A prefetch that has not finished by then is given up. */
+const CONFIG_PREFETCH_TIMEOUT_MS = 120_000
+
 const ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/
 /** `host`, `host:port` or `[v6]:port`: what containerd puts in `?ns=`. */
 const NS = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]{0,252})|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/
@@ -46,6 +58,9 @@ class RegistryProxy implements ProxyServer {
   private readonly log: Logger
   private server: Server | undefined
   private readonly pings = new Map<string, { status: number; challenge: string | undefined; at: number }>()
+  /** Config blobs being prefetched (by digest), and what stops them at shutdown. */
+  private readonly prefetches = new Set<string>()
+  private readonly background = new AbortController()
 
   constructor(init: ProxyInit, components: ProxyComponents) {
     this.init = init
@@ -81,6 +96,7 @@ class RegistryProxy implements ProxyServer {
     const server = this.server
     if (server === undefined) return
     this.server = undefined
+    this.background.abort(new ShoalError('ABORTED', 'shutting down'))
     await new Promise<void>((resolve) => {
       server.close(() => resolve())
       server.closeIdleConnections()
@@ -230,7 +246,51 @@ class RegistryProxy implements ProxyServer {
     res.setHeader('x-shoal-source', m.source)
     if (m.stale) res.setHeader('x-shoal-stale', 'true')
     res.end(head ? undefined : m.body)
+    if (!head) this.prefetchConfig(ctx, m)
     return { status: 200 }
+  }
+
+  /**
+   * Fetches a small image config into the cache in the background, through the same access check
+   * and single-flight transfer a client's request takes (so a herd still costs the origin one
+   * copy). Best effort: any failure is logged and the client's own request for it decides.
+   */
+  private prefetchConfig(ctx: RequestContext, m: ManifestResult): void {
+    if (m.body === undefined || this.prefetches.size >= CONFIG_PREFETCHES_MAX) return
+    let config: { digest: string; size: number }
+    try {
+      const parsed = parseManifest(m.body, m.mediaType)
+      if (parsed.kind !== 'image') return
+      config = parsed.config
+    } catch {
+      return
+    }
+    if (config.size < 0 || config.size > CONFIG_PREFETCH_MAX_BYTES || this.prefetches.has(config.digest)) return
+    const digest = parseDigest(config.digest)
+    const signal = AbortSignal.any([this.background.signal, AbortSignal.timeout(CONFIG_PREFETCH_TIMEOUT_MS)])
+    const bg: RequestContext = { ...ctx, signal }
+    this.prefetches.add(digest.value)
+    const run = async (): Promise<string> => {
+      const access = await this.c.resolver.access(bg, `/v2/${ctx.name}/blobs/${digest.value}`)
+      const handle = await this.c.blobs.open({
+        upstream: ctx.upstream,
+        name: ctx.name,
+        digest,
+        clientAuthorization: access.originAuthorization,
+        signal,
+      })
+      try {
+        // A transfer is followed to its end (with no reader left it would be cancelled).
+        if (handle.source !== 'cache') for await (const _ of handle.stream(0, handle.size, signal));
+        return handle.source
+      } finally {
+        handle.release()
+      }
+    }
+    run()
+      .then((source) => this.log.debug({ digest: digest.value, source }, 'config prefetched'))
+      .catch((err: unknown) => this.log.debug({ digest: digest.value, err: String(err) }, 'config prefetch failed'))
+      .finally(() => this.prefetches.delete(digest.value))
   }
 
   private async blob(
