@@ -5,8 +5,8 @@
  * repository's config is fetched with the client's credentials and stays closed to other clients.
  */
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { FakeOrigin, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST } from '../helpers/fake-origin.js'
 import { basic, http, removeDir, type Shoal, sha256, startShoal, tempRoot, waitFor } from './support.js'
 
