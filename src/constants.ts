@@ -58,6 +58,17 @@ export const PIECE_SIZE_THRESHOLD = 4 * 1024 * 1024 * 1024
 /** The partial file is fsynced and its progress recorded at least this often while downloading. */
 export const CHECKPOINT_BYTES = 16 * 1024 * 1024
 
+/**
+ * An image's config at most this large is fetched into the cache as soon as its manifest is
+ * served: skopeo and `crane` ask for it after the layers, and a herd finishing together would
+ * all find it held by nobody and wait for it at the end of the pull.
+ */
+export const CONFIG_PREFETCH_MAX_BYTES = 1024 * 1024
+/** Config prefetches running at once; more are skipped (the client asks for the config anyway). */
+export const CONFIG_PREFETCHES_MAX = 16
+/** A prefetch that has not finished by then is given up. */
+export const CONFIG_PREFETCH_TIMEOUT_MS = 120_000
+
 /** Size of each read when streaming a blob file to a client. */
 export const READ_CHUNK_BYTES = 256 * 1024
 

@@ -1,7 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pipeline } from 'node:stream/promises'
-import { AUTH_DECISION_TTL_MS, MAX_HEADER_BYTES } from '../constants.js'
+import {
+  AUTH_DECISION_TTL_MS,
+  CONFIG_PREFETCH_MAX_BYTES,
+  CONFIG_PREFETCH_TIMEOUT_MS,
+  CONFIG_PREFETCHES_MAX,
+  MAX_HEADER_BYTES,
+} from '../constants.js'
 import { isShoalError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { parseDigest, truncate } from '../oci/digest.js'
@@ -32,17 +38,6 @@ export interface ProxyServer {
   /** The bound address (the port is known after start, also when 0 was asked for). */
   address(): { host: string; port: number }
 }
-
-/**
- * An image's config at most this large is fetched into the cache as soon as its manifest is
- * served: skopeo and `crane` ask for it after the layers, and a herd finishing together would
- * all find it held by nobody and wait for it at the end of the pull.
- */
-const CONFIG_PREFETCH_MAX_BYTES = 1024 * 1024
-/** Config prefetches running at once; more are skipped (the client asks for the config anyway). */
-const CONFIG_PREFETCHES_MAX = 16
-/** A prefetch that has not finished by then is given up. */
-const CONFIG_PREFETCH_TIMEOUT_MS = 120_000
 
 const ROUTE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/([^/]+)$/
 /** `host`, `host:port` or `[v6]:port`: what containerd puts in `?ns=`. */
