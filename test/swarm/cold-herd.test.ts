@@ -180,6 +180,51 @@ describe('swarm: cold herd', { timeout: 170_000 }, () => {
     assert.ok(ms < 25_000, `the five pulls took ${ms} ms: ${detail}`)
   })
 
+  it('five daemons serving an image manifest at once fetch its config in the background, from the origin once', async () => {
+    const repo = 'herd/prefetch'
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', note: 'prefetched' }))
+    const configDigest = origin.addBlob(repo, config)
+    const layer = origin.addRandomBlob(repo, 4096)
+    origin.addManifest(
+      repo,
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
+        layers: [{ mediaType: OCI_LAYER, digest: layer.digest, size: layer.data.length }],
+      },
+      OCI_MANIFEST,
+      ['v1'],
+    )
+    const before = await Promise.all(daemons.map((d) => d.blobBytes()))
+    const manifests = await Promise.all(
+      daemons.map((d) => getText(`${d.url}/v2/${repo}/manifests/v1`, 10_000, { accept: OCI_MANIFEST })),
+    )
+    for (const [i, m] of manifests.entries()) assert.equal(m?.status, 200, daemons[i]?.describe())
+    // Nobody asked for the config: each daemon's books still grow by it, from the origin or a peer.
+    const after = await Promise.all(
+      daemons.map((d, i) => settledBlobBytes(d, (before[i]?.origin ?? 0) + (before[i]?.peer ?? 0) + config.length)),
+    )
+    const path = `/v2/${repo}/blobs/${configDigest}`
+    const detail = JSON.stringify({ ranges: originRanges(origin, path), after, before })
+    after.forEach((b, i) => {
+      const got = b.origin + b.peer - (before[i]?.origin ?? 0) - (before[i]?.peer ?? 0)
+      assert.equal(got, config.length, `${daemons[i]?.name} did not prefetch the config: ${detail}`)
+    })
+    assert.equal(
+      origin.bytesSentTo(path, 'GET'),
+      config.length,
+      `the config came from the origin more than once: ${detail}`,
+    )
+    assert.deepEqual(origin.requestsTo(`/v2/${repo}/blobs/${layer.digest}`, 'GET'), [], 'layers are not prefetched')
+    // Held on every daemon: served from the cache, right bytes.
+    for (const d of daemons) {
+      const r = await pull(`${d.url}${path}`, 10_000)
+      assert.equal(r.digest, configDigest, d.describe())
+      assert.equal(r.source, 'cache', d.describe())
+    }
+  })
+
   it('a daemon that starts pulling while a peer already fetches the blob from the origin fetches no piece again', async () => {
     // herd0 starts alone (every piece is its own by rendezvous, it claims all four at once);
     // herd1 starts while those four slow origin fetches are under way. It must take the pieces
