@@ -10,7 +10,7 @@ import {
 } from '../constants.js'
 import { isShoalError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
-import { parseDigest, truncate } from '../oci/digest.js'
+import { type Digest, parseDigest, truncate } from '../oci/digest.js'
 import { parseManifest } from '../oci/manifest.js'
 import { isTag, upstreamName, validateName } from '../oci/reference.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
@@ -252,16 +252,17 @@ class RegistryProxy implements ProxyServer {
    */
   private prefetchConfig(ctx: RequestContext, m: ManifestResult): void {
     if (m.body === undefined || this.prefetches.size >= CONFIG_PREFETCHES_MAX) return
-    let config: { digest: string; size: number }
+    let digest: Digest
     try {
       const parsed = parseManifest(m.body, m.mediaType)
       if (parsed.kind !== 'image') return
-      config = parsed.config
+      const { size } = parsed.config
+      if (size < 0 || size > CONFIG_PREFETCH_MAX_BYTES) return
+      digest = parseDigest(parsed.config.digest)
     } catch {
-      return
+      return // the client's own requests will meet whatever is wrong with it
     }
-    if (config.size < 0 || config.size > CONFIG_PREFETCH_MAX_BYTES || this.prefetches.has(config.digest)) return
-    const digest = parseDigest(config.digest)
+    if (this.prefetches.has(digest.value)) return
     const signal = AbortSignal.any([this.background.signal, AbortSignal.timeout(CONFIG_PREFETCH_TIMEOUT_MS)])
     const bg: RequestContext = { ...ctx, signal }
     this.prefetches.add(digest.value)

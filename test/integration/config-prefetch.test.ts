@@ -73,7 +73,7 @@ describe('config prefetch', () => {
     }
   })
 
-  test('HEAD of a manifest, an index, and a config over 1 MiB start nothing', async () => {
+  test('HEAD of a manifest, an index, a config over 1 MiB and one not named by sha256 start nothing', async () => {
     const headOnly = addImage(origin, repo, 'head-only')
     const big = addImage(origin, repo, 'big', 1024 * 1024 + 1)
     const child = addImage(origin, repo, 'child')
@@ -94,6 +94,20 @@ describe('config prefetch', () => {
       OCI_INDEX,
       ['index'],
     )
+    origin.addManifest(
+      repo,
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: OCI_CONFIG, digest: `sha512:${'ab'.repeat(64)}`, size: 10 },
+        layers: [],
+      },
+      OCI_MANIFEST,
+      ['odd-config'],
+    )
+    const odd = await http(shoal.url, `/v2/${repo}/manifests/odd-config`)
+    assert.equal(odd.status, 200)
+    assert.ok(odd.complete, 'a config the daemon cannot prefetch leaves the manifest response whole')
     assert.equal((await http(shoal.url, `/v2/${repo}/manifests/head-only`, { method: 'HEAD' })).status, 200)
     assert.equal((await http(shoal.url, `/v2/${repo}/manifests/big`)).status, 200)
     assert.equal((await http(shoal.url, `/v2/${repo}/manifests/index`)).status, 200)
@@ -102,6 +116,7 @@ describe('config prefetch', () => {
     for (const d of [headOnly.config.digest, big.config.digest, child.config.digest]) {
       assert.deepEqual(origin.requestsTo(`/v2/${repo}/blobs/${d}`), [], `nothing asked for ${d}`)
     }
+    assert.deepEqual(origin.requestsTo(/\/blobs\/sha512:/), [], 'nothing asked for the odd config')
   })
 })
 
