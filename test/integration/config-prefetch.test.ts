@@ -7,7 +7,14 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { FakeOrigin, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST } from '../helpers/fake-origin.js'
+import {
+  FakeOrigin,
+  type FakeOriginOptions,
+  OCI_CONFIG,
+  OCI_INDEX,
+  OCI_LAYER,
+  OCI_MANIFEST,
+} from '../helpers/fake-origin.js'
 import { basic, http, removeDir, type Shoal, sha256, startShoal, tempRoot, waitFor } from './support.js'
 
 /** An image whose config is `configSize` bytes and unlike any other's. */
@@ -36,25 +43,28 @@ async function cached(shoal: Shoal, repo: string, digest: string, headers: Recor
   return r.status === 200 && r.headers['x-shoal-source'] === 'cache'
 }
 
+/** A fake origin and a daemon in front of it, started and stopped around the calling suite. */
+function stack(opts: FakeOriginOptions = {}): { origin: FakeOrigin; shoal: Shoal } {
+  const s = {} as { origin: FakeOrigin; shoal: Shoal; root: string | undefined }
+  before(async () => {
+    s.origin = await FakeOrigin.start(opts)
+    s.root = await tempRoot()
+    s.shoal = await startShoal({ upstream: s.origin.url, dataDir: `${s.root}/data` })
+  })
+  after(async () => {
+    await s.shoal?.stop()
+    await s.origin?.stop()
+    await removeDir(s.root)
+  })
+  return s
+}
+
 describe('config prefetch', () => {
-  let origin: FakeOrigin
-  let shoal: Shoal
-  let root: string
+  const s = stack()
   const repo = 'pre/fetch'
 
-  before(async () => {
-    origin = await FakeOrigin.start()
-    root = await tempRoot()
-    shoal = await startShoal({ upstream: origin.url, dataDir: `${root}/data` })
-  })
-
-  after(async () => {
-    await shoal?.stop()
-    await origin?.stop()
-    await removeDir(root)
-  })
-
   test('GET of an image manifest brings its config into the cache; the client then gets it with the origin down', async () => {
+    const { origin, shoal } = s
     const img = addImage(origin, repo, 'v1')
     const m = await http(shoal.url, `/v2/${repo}/manifests/v1`)
     assert.equal(m.status, 200)
@@ -74,6 +84,7 @@ describe('config prefetch', () => {
   })
 
   test('HEAD of a manifest, an index, a config over 1 MiB and one not named by sha256 start nothing', async () => {
+    const { origin, shoal } = s
     const headOnly = addImage(origin, repo, 'head-only')
     const big = addImage(origin, repo, 'big', 1024 * 1024 + 1)
     const child = addImage(origin, repo, 'child')
@@ -121,25 +132,12 @@ describe('config prefetch', () => {
 })
 
 describe('config prefetch of a private repository', () => {
-  let origin: FakeOrigin
-  let shoal: Shoal
-  let root: string
   const repo = 'corp/private'
   const RIGHT = basic('bob', 'hunter2')
-
-  before(async () => {
-    origin = await FakeOrigin.start({ auth: 'basic', users: { bob: 'hunter2' }, privateRepos: [repo] })
-    root = await tempRoot()
-    shoal = await startShoal({ upstream: origin.url, dataDir: `${root}/data` })
-  })
-
-  after(async () => {
-    await shoal?.stop()
-    await origin?.stop()
-    await removeDir(root)
-  })
+  const s = stack({ auth: 'basic', users: { bob: 'hunter2' }, privateRepos: [repo] })
 
   test("fetched with the client's credentials, and still closed to a client without them", async () => {
+    const { origin, shoal } = s
     const img = addImage(origin, repo, 'v1')
     const headers = { authorization: RIGHT }
     assert.equal((await http(shoal.url, `/v2/${repo}/manifests/v1`, { headers })).status, 200)
