@@ -60,7 +60,7 @@ export const CHECKPOINT_BYTES = 16 * 1024 * 1024
 
 /**
  * An image's config at most this large is fetched into the cache as soon as its manifest is
- * served: skopeo and `crane` ask for it after the layers, and a herd finishing together would
+ * served: skopeo asks for it after the layers, and a herd finishing together would
  * all find it held by nobody and wait for it at the end of the pull.
  */
 export const CONFIG_PREFETCH_MAX_BYTES = 1024 * 1024

@@ -1,6 +1,6 @@
 /**
  * Serving an image manifest (GET) starts fetching the image's config into the cache, so a client
- * that asks for the config after the layers (skopeo, crane) finds it held. Only for image
+ * that asks for the config after the layers (skopeo) finds it held. Only for image
  * manifests, only for configs up to 1 MiB, only on GET; through the client's own access: a private
  * repository's config is fetched with the client's credentials and stays closed to other clients.
  */
