@@ -71,16 +71,10 @@ export class Preheater {
     const worker = async (): Promise<void> => {
       while (next < unique.length) {
         const digest = parseDigest(unique[next++] as string)
-        const handle = await this.c.blobs.open({ upstream, name, digest, signal })
-        try {
-          // A cached blob needs nothing more; a transfer is followed to its end.
-          if (handle.source === 'cache') result.bytes += handle.size
-          else for await (const chunk of handle.stream(0, handle.size, signal)) result.bytes += chunk.byteLength
-          result.blobs++
-          result.sources[handle.source] = (result.sources[handle.source] ?? 0) + 1
-        } finally {
-          handle.release()
-        }
+        const { size, source } = await this.c.blobs.fetch({ upstream, name, digest, signal })
+        result.bytes += size
+        result.blobs++
+        result.sources[source] = (result.sources[source] ?? 0) + 1
       }
     }
     await Promise.all(Array.from({ length: Math.min(PREHEAT_CONCURRENCY, unique.length) }, worker))

@@ -268,20 +268,9 @@ class RegistryProxy implements ProxyServer {
     this.prefetches.add(digest.value)
     const run = async (): Promise<string> => {
       const access = await this.c.resolver.access(bg, `/v2/${ctx.name}/blobs/${digest.value}`)
-      const handle = await this.c.blobs.open({
-        upstream: ctx.upstream,
-        name: ctx.name,
-        digest,
-        clientAuthorization: access.originAuthorization,
-        signal,
-      })
-      try {
-        // A transfer is followed to its end (with no reader left it would be cancelled).
-        if (handle.source !== 'cache') for await (const _ of handle.stream(0, handle.size, signal));
-        return handle.source
-      } finally {
-        handle.release()
-      }
+      const { upstream, name } = ctx
+      const clientAuthorization = access.originAuthorization
+      return (await this.c.blobs.fetch({ upstream, name, digest, clientAuthorization, signal })).source
     }
     run()
       .then((source) => this.log.debug({ digest: digest.value, source }, 'config prefetched'))

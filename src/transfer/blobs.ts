@@ -215,6 +215,21 @@ export class BlobService {
     }
   }
 
+  /**
+   * Brings a blob into the cache with no client reading it (preheat, config prefetch): a held blob
+   * needs nothing more; a transfer, started here or already running, is followed to its end
+   * (with no reader left it would be cancelled).
+   */
+  async fetch(req: BlobRequest): Promise<{ size: number; source: BlobSource }> {
+    const handle = await this.open(req)
+    try {
+      if (handle.source !== 'cache') for await (const _ of handle.stream(0, handle.size, req.signal));
+      return { size: handle.size, source: handle.source }
+    } finally {
+      handle.release()
+    }
+  }
+
   private async startTransfer(req: BlobRequest): Promise<Transfer> {
     let size: number
     try {
