@@ -895,11 +895,17 @@ describe('Transfer: piece requests to peers', () => {
    * (`othersDone`) or claimed by it and still coming from the origin.
    */
   async function herd(othersDone: boolean) {
-    const data = randomBytes(PIECES * PIECE)
-    const digest = digestOf(data)
+    // 'self' is fixed: for about one blob in 300 it wins too few pieces against any names (the
+    // search then failed), so the blob is drawn again too.
+    let data = randomBytes(PIECES * PIECE)
+    let digest = digestOf(data)
     let ids: string[] = []
     let owners: string[] = []
     for (let k = 0; k < 1000; k++) {
+      if (k % 100 === 99) {
+        data = randomBytes(PIECES * PIECE)
+        digest = digestOf(data)
+      }
       ids = ['self', `a${k}`, `b${k}`, `c${k}`]
       owners = Array.from({ length: PIECES }, (_, i) =>
         ids.reduce((best, id) =>
