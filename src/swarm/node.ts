@@ -15,6 +15,7 @@ import type { Logger } from '../log.js'
 import { parseDigest } from '../oci/digest.js'
 import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
 import { shoalNoise } from './noise-crypto.js'
+import { skipRepeatedProtocolMerges } from './protocol-merges.js'
 
 export interface SwarmNodeInit {
   listen: string[]
@@ -72,6 +73,8 @@ export class SwarmNode {
   /** Peer exchange's recent reads of the peer store (see ADDR_CACHE_MS). */
   private readonly addrCache = new Map<string, { at: number; addrs: Uint8Array<ArrayBuffer>[] }>()
   private readonly controller = new AbortController()
+  /** Protocols handled here whose repeated peer-store merges are skipped (see protocol-merges). */
+  private readonly ownProtocols = new Set<string>()
 
   constructor(init: SwarmNodeInit, components: { logger: Logger }) {
     this.init = init
@@ -120,6 +123,7 @@ export class SwarmNode {
         }),
       },
     })
+    skipRepeatedProtocolMerges(this.node.peerStore, this.ownProtocols)
     this.node.addEventListener('peer:discovery', (evt) => {
       const peer = evt.detail
       if (this.node?.getConnections(peer.id).length !== 0) return
@@ -255,6 +259,7 @@ export class SwarmNode {
   }
 
   async handle(protocol: string, handler: StreamHandler, maxInboundStreams: number): Promise<void> {
+    this.ownProtocols.add(protocol)
     await this.libp2p.handle(protocol, handler, { maxInboundStreams, maxOutboundStreams: maxInboundStreams })
   }
 

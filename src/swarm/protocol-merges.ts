@@ -1,0 +1,43 @@
+import type { Peer, PeerStore } from '@libp2p/interface'
+
+/** How long a (peer, protocol) merge is remembered, and how many are. */
+const KEPT_MS = 10 * 60_000
+const MAX_KEPT = 8192
+
+/**
+ * js-libp2p merges a stream's protocol into the peer store every time a stream of it opens, at
+ * both ends (libp2p/src/connection.ts), and waits for it before the stream is handed over: a
+ * per-peer write lock, a protobuf decode and encode of the whole peer record, a datastore put.
+ * The piece protocol opens a stream per blob and peer, so a ten-node herd pulling a five-blob
+ * image made ~90 of these per daemon, each after the first a no-op.
+ *
+ * This lets the first merge of `{ protocols: [p] }` for a peer through, for the protocols named,
+ * and answers a repeat within KEPT_MS with the record that first merge returned, touching nothing
+ * (libp2p's connection, the only caller that merges a lone protocol, discards the answer). Any
+ * other merge (addresses, metadata, several protocols) goes through unchanged. A peer deleted from
+ * the store meanwhile lacks the protocol there until the entry expires: nothing reads it (the
+ * exchange dials by protocol and registers no topology).
+ */
+export function skipRepeatedProtocolMerges(store: PeerStore, protocols: ReadonlySet<string>): void {
+  const merge = store.merge.bind(store)
+  const merged = new Map<string, { at: number; peer: Peer }>()
+  store.merge = async (id, data, options) => {
+    const only = data.protocols
+    if (only === undefined || only.length !== 1 || Object.keys(data).length !== 1 || !protocols.has(only[0] ?? '')) {
+      return merge(id, data, options)
+    }
+    const key = `${id.toString()}\n${only[0]}`
+    const now = Date.now()
+    const seen = merged.get(key)
+    if (seen !== undefined && now - seen.at < KEPT_MS) return seen.peer
+    const peer = await merge(id, data, options)
+    merged.delete(key)
+    merged.set(key, { at: now, peer })
+    // Oldest first (insertion order): bounded whatever the number of peers met.
+    for (const k of merged.keys()) {
+      if (merged.size <= MAX_KEPT) break
+      merged.delete(k)
+    }
+    return peer
+  }
+}
