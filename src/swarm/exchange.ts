@@ -487,6 +487,8 @@ export class PieceExchange implements SwarmAccess {
   private readonly lifetime = new AbortController()
   /** Requests queued or being served, over all sessions. */
   private queuedTotal = 0
+  /** Transfers running here (joined and not yet detached). */
+  private transfers = 0
 
   /** Requests queued or being served, over all sessions. */
   get queued(): number {
@@ -522,6 +524,8 @@ export class PieceExchange implements SwarmAccess {
       },
       this.opts.maxStreamsPerPeer,
     )
+    // The DHT's neighbour rounds keep out of the way of transfers (see SwarmNode).
+    this.node.holdNeighbourRoundsWhile(() => this.transfers > 0)
     this.started = true
   }
 
@@ -581,6 +585,7 @@ export class PieceExchange implements SwarmAccess {
     for (const s of blob.sessions.values()) s.sizeKnown(size)
     const swarm = new TransferSwarm(this, blob, local)
     blob.swarm = swarm
+    this.transfers++
     // Tell peers already in session that we now download it.
     for (const s of blob.sessions.values()) this.sendHello(s, local).catch(() => {})
     return swarm
@@ -588,6 +593,7 @@ export class PieceExchange implements SwarmAccess {
 
   detach(swarm: TransferSwarm): void {
     const blob = swarm.blob
+    this.transfers--
     if (blob.swarm === swarm) blob.swarm = undefined
     // Keep sessions a while: peers still fetch from us; drop them when idle.
     this.scheduleIdle(blob)

@@ -41,6 +41,14 @@ const SHA2_256 = 0x12
  */
 const NEIGHBOUR_DELAYS_MS = [500, 3_000, 10_000, 30_000]
 const NEIGHBOUR_INTERVAL_MS = 10 * 60_000
+/**
+ * A round that comes due while this node transfers a blob waits (checking this often), this long
+ * at most: each round is a DHT query that every peer it reaches answers from its routing table and
+ * peer store, ~1 CPU-s over a ten-node herd on two cores, and the rounds after start-up (3, 10,
+ * 30 s) landed inside the lab's pulls, which meet their peers through the piece sessions anyway.
+ */
+const NEIGHBOUR_BUSY_RECHECK_MS = 1_000
+const NEIGHBOUR_MAX_WAIT_MS = 60_000
 /** Neighbours dialled per search (the DHT returns its k = 20 closest). */
 const MAX_NEIGHBOUR_DIALS = 20
 /** Addresses per peer taken in or handed out by peer exchange. */
@@ -70,6 +78,10 @@ export class SwarmNode {
   private timer: NodeJS.Timeout | undefined
   private neighbourTimer: NodeJS.Timeout | undefined
   private neighbourRound = -1
+  /** When the round due now was first held back by a transfer (see NEIGHBOUR_MAX_WAIT_MS). */
+  private neighbourHeldSince: number | undefined
+  /** True while this node transfers a blob (set by the piece exchange). */
+  private busy: () => boolean = () => false
   /** Peer exchange's recent reads of the peer store (see ADDR_CACHE_MS). */
   private readonly addrCache = new Map<string, { at: number; addrs: Uint8Array<ArrayBuffer>[] }>()
   private readonly controller = new AbortController()
@@ -164,9 +176,21 @@ export class SwarmNode {
     this.timer.unref()
   }
 
-  private scheduleNeighbours(): void {
-    const delay = NEIGHBOUR_DELAYS_MS[this.neighbourRound] ?? NEIGHBOUR_INTERVAL_MS
+  /** Neighbour rounds wait while `busy()` says a transfer runs here (60 s at most per round). */
+  holdNeighbourRoundsWhile(busy: () => boolean): void {
+    this.busy = busy
+  }
+
+  private scheduleNeighbours(delay = NEIGHBOUR_DELAYS_MS[this.neighbourRound] ?? NEIGHBOUR_INTERVAL_MS): void {
     this.neighbourTimer = setTimeout(() => {
+      const now = Date.now()
+      this.neighbourHeldSince ??= now
+      if (this.busy() && now - this.neighbourHeldSince < NEIGHBOUR_MAX_WAIT_MS) {
+        this.log.debug({ round: this.neighbourRound, heldMs: now - this.neighbourHeldSince }, 'neighbour round held')
+        this.scheduleNeighbours(NEIGHBOUR_BUSY_RECHECK_MS)
+        return
+      }
+      this.neighbourHeldSince = undefined
       this.meetNeighbours()
         .then((n) => {
           if (n > 0) this.log.debug({ dialled: n, peers: this.node?.getPeers().length }, 'met DHT neighbours')

@@ -65,3 +65,50 @@ describe('swarm: neighbours from one bootstrap address (real libp2p)', { timeout
     assert.deepEqual(lookups, new Array(NODES).fill(0), 'no peer lookups')
   })
 })
+
+describe('swarm: neighbour rounds wait while a transfer runs (real libp2p)', { timeout: 60_000 }, () => {
+  it('no round while busy; the held round runs once the node is idle', async () => {
+    const dir = await tempDir('shsw-neighbours-busy-')
+    const nodes: SwarmNode[] = []
+    try {
+      const rounds = [0, 0]
+      for (let i = 0; i < 2; i++) {
+        const first = nodes[0]?.libp2p.getMultiaddrs()[0]?.toString()
+        const node = new SwarmNode(
+          {
+            listen: ['/ip4/127.0.0.1/tcp/0'],
+            bootstrap: first === undefined ? [] : [first],
+            mdns: false,
+            encryption: ['noise'],
+            identityPath: join(dir, `n${i}.key`),
+            maxConnections: 50,
+            bootstrapIntervalMs: 60_000,
+          },
+          { logger: silentLogger() },
+        )
+        await node.start()
+        // Every neighbour round is one closest-peer query of the DHT service.
+        const dht = (node.libp2p.services as { dht: { getClosestPeers: (...a: unknown[]) => unknown } }).dht
+        const query = dht.getClosestPeers.bind(dht)
+        dht.getClosestPeers = (...a: unknown[]) => {
+          rounds[i] = (rounds[i] ?? 0) + 1
+          return query(...a)
+        }
+        nodes.push(node)
+      }
+      const [idle, busy] = nodes as [SwarmNode, SwarmNode]
+      let transferring = true
+      busy.holdNeighbourRoundsWhile(() => transferring)
+      await waitFor('connected', () => idle.connectedPeers().length === 1 && busy.connectedPeers().length === 1, 10_000)
+      // The first round comes 0.5 s after the first connection.
+      await waitFor('the idle node’s first round', () => (rounds[0] ?? 0) >= 1, 5_000, 50)
+      await new Promise((r) => setTimeout(r, 1_500))
+      assert.equal(rounds[1], 0, 'no round while the node transfers')
+      transferring = false
+      await waitFor('the held round, once idle', () => (rounds[1] ?? 0) >= 1, 3_000, 50)
+    } finally {
+      for (const n of nodes) await n.stop().catch(() => {})
+      await removeDir(dir)
+    }
+  })
+})
