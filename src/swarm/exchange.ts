@@ -670,10 +670,26 @@ export class PieceExchange implements SwarmAccess {
       }
       // With enough sources, no search; sessions that end let it resume. Peers that neither hold
       // the blob nor download it do not count: a node of a large fleet is connected to dozens.
-      if (useful >= this.opts.enoughSessions) {
+      // In a herd, a peer whose own client has not asked for the blob yet answers "nothing" and
+      // says it downloads a moment later: right after the discovery the first nodes counted six or
+      // seven of nine, and 30 of a ten-node herd's 50 transfers searched the DHT at once (an 8 MiB
+      // image). A node with `provideBelowSessions` such peers has sources and is found through
+      // them, as it is for announcing (the first few of a herd, fewer, still search at once and
+      // pass what they find on by peer exchange): its first search waits one interval, counted again.
+      if (useful >= this.opts.enoughSessions || (round === 0 && useful >= this.opts.provideBelowSessions)) {
         await sleepMs(interval, signal)
         continue
       }
+      this.log.debug(
+        {
+          digest: blob.digest.value,
+          useful,
+          sessions: blob.sessions.size,
+          answered: [...blob.sessions.values()].filter((s) => s.helloSeen && !s.closed).length,
+          round,
+        },
+        'searching the DHT for providers',
+      )
       const roundSignal = AbortSignal.any([signal, AbortSignal.timeout(this.opts.findProvidersIntervalMs * 2)])
       try {
         for await (const peer of this.node.findProviders(blob.digest.value, roundSignal)) {
