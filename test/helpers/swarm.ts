@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { type RawConfig, resolveConfig } from '../../src/config/config.js'
 import { createDaemon, type Daemon } from '../../src/daemon.js'
 import { createLogger, silentLogger } from '../../src/log.js'
+import { SwarmNode } from '../../src/swarm/node.js'
 
 export const MiB = 1024 * 1024
 /** The daemon's piece size for blobs up to 4 GiB. */
@@ -58,6 +59,27 @@ export async function removeDir(dir: string | undefined): Promise<void> {
 }
 
 /** A port on 127.0.0.1 that was free a moment ago. */
+/**
+ * A started libp2p swarm node on loopback (Noise, no mDNS) with its key in `dir`, bootstrapped to
+ * `bootstrap` when given.
+ */
+export async function startSwarmNode(dir: string, name: string, bootstrap?: string): Promise<SwarmNode> {
+  const node = new SwarmNode(
+    {
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: bootstrap === undefined ? [] : [bootstrap],
+      mdns: false,
+      encryption: ['noise'],
+      identityPath: join(dir, `${name}.key`),
+      maxConnections: 50,
+      bootstrapIntervalMs: 60_000,
+    },
+    { logger: silentLogger() },
+  )
+  await node.start()
+  return node
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer()

@@ -5,11 +5,9 @@
  * addresses the query left out; in a lab of ten that was nine lookups per round per node).
  */
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { silentLogger } from '../../src/log.js'
-import { SwarmNode } from '../../src/swarm/node.js'
-import { removeDir, tempDir, waitFor } from '../helpers/swarm.js'
+import type { SwarmNode } from '../../src/swarm/node.js'
+import { removeDir, startSwarmNode, tempDir, waitFor } from '../helpers/swarm.js'
 
 const NODES = 5
 
@@ -22,19 +20,7 @@ describe('swarm: neighbours from one bootstrap address (real libp2p)', { timeout
     dir = await tempDir('shsw-neighbours-')
     for (let i = 0; i < NODES; i++) {
       const first = nodes[0]?.libp2p.getMultiaddrs()[0]?.toString()
-      const node = new SwarmNode(
-        {
-          listen: ['/ip4/127.0.0.1/tcp/0'],
-          bootstrap: first === undefined ? [] : [first],
-          mdns: false,
-          encryption: ['noise'],
-          identityPath: join(dir, `n${i}.key`),
-          maxConnections: 50,
-          bootstrapIntervalMs: 60_000,
-        },
-        { logger: silentLogger() },
-      )
-      await node.start()
+      const node = await startSwarmNode(dir, `n${i}`, first)
       // Every peer lookup libp2p's peer routing makes on this node.
       const routing = node.libp2p.peerRouting
       const findPeer = routing.findPeer.bind(routing)
@@ -74,19 +60,7 @@ describe('swarm: neighbour rounds wait while a transfer runs (real libp2p)', { t
       const rounds = [0, 0]
       for (let i = 0; i < 2; i++) {
         const first = nodes[0]?.libp2p.getMultiaddrs()[0]?.toString()
-        const node = new SwarmNode(
-          {
-            listen: ['/ip4/127.0.0.1/tcp/0'],
-            bootstrap: first === undefined ? [] : [first],
-            mdns: false,
-            encryption: ['noise'],
-            identityPath: join(dir, `n${i}.key`),
-            maxConnections: 50,
-            bootstrapIntervalMs: 60_000,
-          },
-          { logger: silentLogger() },
-        )
-        await node.start()
+        const node = await startSwarmNode(dir, `n${i}`, first)
         // Every neighbour round is one closest-peer query of the DHT service.
         const dht = (node.libp2p.services as { dht: { getClosestPeers: (...a: unknown[]) => unknown } }).dht
         const query = dht.getClosestPeers.bind(dht)

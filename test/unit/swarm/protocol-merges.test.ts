@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { describe, mock, test } from 'node:test'
 import type { Peer, PeerData, PeerId, PeerStore } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { silentLogger } from '../../../src/log.js'
-import { SwarmNode } from '../../../src/swarm/node.js'
+import type { SwarmNode } from '../../../src/swarm/node.js'
 import { skipRepeatedProtocolMerges } from '../../../src/swarm/protocol-merges.js'
-import { removeDir, tempDir } from '../../helpers/swarm.js'
+import { removeDir, startSwarmNode, tempDir } from '../../helpers/swarm.js'
 
 const A = peerIdFromString('12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA')
 const B = peerIdFromString('12D3KooWEqnTdgqHnkkwarSrJjeMP2ZJiADWLYADaNvUb6SQNyPF')
@@ -94,20 +92,7 @@ describe('repeated protocol merges into the peer store', () => {
     const nodes: SwarmNode[] = []
     try {
       for (let i = 0; i < 2; i++) {
-        const node = new SwarmNode(
-          {
-            listen: ['/ip4/127.0.0.1/tcp/0'],
-            bootstrap: [],
-            mdns: false,
-            encryption: ['noise'],
-            identityPath: join(dir, `n${i}.key`),
-            maxConnections: 10,
-            bootstrapIntervalMs: 60_000,
-          },
-          { logger: silentLogger() },
-        )
-        await node.start()
-        nodes.push(node)
+        nodes.push(await startSwarmNode(dir, `n${i}`))
       }
       const [a, b] = nodes as [SwarmNode, SwarmNode]
       let served = 0
