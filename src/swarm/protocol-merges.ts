@@ -2,7 +2,7 @@ import type { Peer, PeerStore } from '@libp2p/interface'
 
 /** How long a (peer, protocol) merge is remembered, and how many are. */
 const KEPT_MS = 10 * 60_000
-const MAX_KEPT = 8192
+const MAX_KEPT = 2048
 
 /**
  * js-libp2p merges a stream's protocol into the peer store every time a stream of it opens, at
