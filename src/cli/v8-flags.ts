@@ -25,8 +25,9 @@ const EXTERNAL_MEMORY_FLAG = '--external-memory-accounted-in-global-limit'
  * collection every 2–3 s, 10–20 per lab P1 pull, each over a heap that barely shrank (~41 → 34 MB).
  * This fixes the factor at 4, the largest V8 would choose itself. Lab P1, 6 pairs alternated:
  * daemons' CPU 62.0 → 52.3 CPU-s, slowest pull 47.5 → 42.1 s (medians), peak RSS per daemon 354–485
- * → 372–493 MiB. The limit stays capped by the heap's maximum, which Node sizes from the memory the
- * process may use (560 MiB in a 1 GiB cgroup).
+ * → 372–493 MiB (in P4, where every daemon receives the whole image at once, ~100 MiB more: up to
+ * 651). The limit stays capped by the heap's maximum, which Node sizes from the memory the process
+ * may use (560 MiB in a 1 GiB cgroup).
  */
 const HEAP_GROWING_FLAG = '--heap-growing-percent=300'
 
