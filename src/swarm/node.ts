@@ -13,6 +13,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import type { Logger } from '../log.js'
 import { parseDigest } from '../oci/digest.js'
+import { RecentMap } from '../util/recent.js'
 import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
 import { shoalNoise } from './noise-crypto.js'
 import { skipRepeatedProtocolMerges } from './protocol-merges.js'
@@ -83,7 +84,7 @@ export class SwarmNode {
   /** True while this node transfers a blob (set by the piece exchange). */
   private busy: () => boolean = () => false
   /** Peer exchange's recent reads of the peer store (see ADDR_CACHE_MS). */
-  private readonly addrCache = new Map<string, { at: number; addrs: Uint8Array<ArrayBuffer>[] }>()
+  private readonly addrCache = new RecentMap<Uint8Array<ArrayBuffer>[]>(ADDR_CACHE_MS, ADDR_CACHE_MAX)
   private readonly controller = new AbortController()
   /** Protocols handled here whose repeated peer-store merges are skipped (see protocol-merges). */
   private readonly ownProtocols = new Set<string>()
@@ -294,9 +295,8 @@ export class SwarmNode {
   /** A peer's known listen addresses (from identify), as multiaddr bytes, for peer exchange. */
   async addressesOf(peer: PeerId): Promise<Uint8Array<ArrayBuffer>[]> {
     const id = peer.toString()
-    const now = Date.now()
     const cached = this.addrCache.get(id)
-    if (cached !== undefined && now - cached.at < ADDR_CACHE_MS) return cached.addrs
+    if (cached !== undefined) return cached
     let addrs: Uint8Array<ArrayBuffer>[] = []
     try {
       const p = await this.libp2p.peerStore.get(peer)
@@ -304,13 +304,7 @@ export class SwarmNode {
     } catch {
       return []
     }
-    this.addrCache.delete(id)
-    this.addrCache.set(id, { at: now, addrs })
-    // Oldest first (insertion order): bounded whatever the number of peers met.
-    for (const key of this.addrCache.keys()) {
-      if (this.addrCache.size <= ADDR_CACHE_MAX) break
-      this.addrCache.delete(key)
-    }
+    this.addrCache.set(id, addrs)
     return addrs
   }
 

@@ -1,4 +1,5 @@
 import type { Peer, PeerStore } from '@libp2p/interface'
+import { RecentMap } from '../util/recent.js'
 
 /** How long a (peer, protocol) merge is remembered, and how many are. */
 const KEPT_MS = 10 * 60_000
@@ -20,24 +21,17 @@ const MAX_KEPT = 2048
  */
 export function skipRepeatedProtocolMerges(store: PeerStore, protocols: ReadonlySet<string>): void {
   const merge = store.merge.bind(store)
-  const merged = new Map<string, { at: number; peer: Peer }>()
+  const merged = new RecentMap<Peer>(KEPT_MS, MAX_KEPT)
   store.merge = async (id, data, options) => {
     const only = data.protocols
     if (only === undefined || only.length !== 1 || Object.keys(data).length !== 1 || !protocols.has(only[0] ?? '')) {
       return merge(id, data, options)
     }
     const key = `${id.toString()}\n${only[0]}`
-    const now = Date.now()
     const seen = merged.get(key)
-    if (seen !== undefined && now - seen.at < KEPT_MS) return seen.peer
+    if (seen !== undefined) return seen
     const peer = await merge(id, data, options)
-    merged.delete(key)
-    merged.set(key, { at: now, peer })
-    // Oldest first (insertion order): bounded whatever the number of peers met.
-    for (const k of merged.keys()) {
-      if (merged.size <= MAX_KEPT) break
-      merged.delete(k)
-    }
+    merged.set(key, peer)
     return peer
   }
 }
