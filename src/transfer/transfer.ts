@@ -5,6 +5,7 @@ import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
 import { type BlobStore, type PartialInfo, pieceSizeFor } from '../store/store.js'
+import { readFully, writeAll } from '../util/file-io.js'
 import { Bitfield } from './bitfield.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
 import { OriginGate } from './origin-gate.js'
@@ -993,23 +994,6 @@ function pickPeer(peers: SwarmPeer[]): SwarmPeer {
   let best = peers[0] as SwarmPeer
   for (const p of peers) if (score(p) > score(best)) best = p
   return best
-}
-
-async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  let off = 0
-  while (off < chunk.byteLength) {
-    const { bytesWritten } = await handle.write(chunk, off, chunk.byteLength - off, position + off)
-    off += bytesWritten
-  }
-}
-
-async function readFully(handle: FileHandle, buf: Uint8Array, position: number): Promise<void> {
-  let off = 0
-  while (off < buf.length) {
-    const { bytesRead } = await handle.read(buf, off, buf.length - off, position + off)
-    if (bytesRead === 0) throw new Error(`file ended at ${position + off}`)
-    off += bytesRead
-  }
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
