@@ -15,10 +15,10 @@ import { parseManifest } from '../oci/manifest.js'
 import { isTag, upstreamName, validateName } from '../oci/reference.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
 import type { ManifestResult, RequestContext, Resolver } from '../resolver/resolver.js'
-import type { BlobRequest, BlobService } from '../transfer/blobs.js'
+import type { BlobService } from '../transfer/blobs.js'
 import { sendError } from './errors.js'
 import { parseRange } from './range.js'
-import { sendFile } from './send-file.js'
+import { sendFile, sendRange } from './send-file.js'
 
 export interface ProxyInit {
   host: string
@@ -326,57 +326,31 @@ class RegistryProxy implements ProxyServer {
       res.setHeader('content-length', end - start)
       if (handle.path !== undefined) {
         this.c.blobs.countCacheBytes(await sendFile(res, handle.path, start, end, ctx.signal))
+      } else if (handle.reader !== undefined) {
+        // The transfer's bytes as they land, or — when the disk is full — the rest straight from
+        // the origin, from where the transfer stopped: the pull succeeds and nothing is stored.
+        // The first read comes before the status line: a transfer that fails early (the
+        // origin's 404, 429, 5xx) still becomes a proper error response.
+        const progress = { sent: 0 }
+        const reader = handle.reader(ctx.signal)
+        try {
+          await sendRange(res, reader, start, end, ctx.signal, progress)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+          if (!res.headersSent) res.setHeader('x-shoal-source', 'passthrough')
+          await pipeline(await this.c.blobs.passthrough(blobReq, start + progress.sent, end), res, {
+            signal: ctx.signal,
+          })
+        } finally {
+          await reader.close()
+        }
       } else {
-        // Wait for the first bytes before the status line goes out: a transfer that fails early
-        // (the origin's 404, 429, 5xx) still becomes a proper error response.
-        const it = this.orPassthrough(handle.stream(start, end, ctx.signal), blobReq, start, end, res)[
-          Symbol.asyncIterator
-        ]()
-        const first = end > start ? await it.next() : { done: true as const, value: undefined }
-        await pipeline(prepend(first, it), res, { signal: ctx.signal })
+        throw new Error(`blob handle ${handle.source} has neither a file nor a reader`)
       }
       return { status: res.statusCode }
     } finally {
       handle.release()
     }
-  }
-
-  /**
-   * The transfer's bytes, or — when the disk is full — the rest straight from the origin, from
-   * where the transfer stopped: the pull succeeds and nothing is stored.
-   */
-  private async *orPassthrough(
-    bytes: AsyncIterable<Uint8Array>,
-    req: BlobRequest,
-    start: number,
-    end: number,
-    res: ServerResponse,
-  ): AsyncGenerator<Uint8Array> {
-    let pos = start
-    try {
-      for await (const chunk of bytes) {
-        pos += chunk.byteLength
-        yield chunk
-      }
-      return
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
-    }
-    if (!res.headersSent) res.setHeader('x-shoal-source', 'passthrough')
-    for await (const chunk of await this.c.blobs.passthrough(req, pos, end)) yield chunk
-  }
-}
-
-async function* prepend(
-  first: IteratorResult<Uint8Array>,
-  rest: AsyncIterator<Uint8Array>,
-): AsyncGenerator<Uint8Array> {
-  try {
-    if (first.done === true) return
-    yield first.value
-    for (let r = await rest.next(); r.done !== true; r = await rest.next()) yield r.value
-  } finally {
-    await rest.return?.()
   }
 }
 

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { MAX_BLOB_BYTES, READ_CHUNK_BYTES } from '../constants.js'
@@ -9,6 +8,7 @@ import type { Digest } from '../oci/digest.js'
 import type { OriginClient, Upstream } from '../origin/client.js'
 import { originError } from '../origin/errors.js'
 import { type BlobStore, pieceSizeFor } from '../store/store.js'
+import type { RangeReader } from '../util/file-io.js'
 import { RateLimiter, Semaphore, throttle } from '../util/limits.js'
 import type { BlobSwarm, LocalBlob } from './contracts.js'
 import { OriginGate } from './origin-gate.js'
@@ -32,8 +32,8 @@ export interface BlobHandle {
   readonly source: BlobSource
   /** For a complete blob: its file, so the proxy can send it without a stream in between. */
   readonly path?: string
-  /** Bytes [start, end). */
-  stream(start: number, end: number, signal: AbortSignal): AsyncIterable<Uint8Array>
+  /** For a transfer in flight: its bytes read into the caller's buffers as they land. */
+  readonly reader?: (signal: AbortSignal) => RangeReader
   release(): void
 }
 
@@ -206,7 +206,7 @@ export class BlobService {
     return {
       size: t.size,
       source,
-      stream: (start, end, signal) => t.read(start, end, signal),
+      reader: (signal) => t.reader(signal),
       release: () => {
         if (released) return
         released = true
@@ -223,7 +223,7 @@ export class BlobService {
   async fetch(req: BlobRequest): Promise<{ size: number; source: BlobSource }> {
     const handle = await this.open(req)
     try {
-      if (handle.source !== 'cache') for await (const _ of handle.stream(0, handle.size, req.signal));
+      if (handle.reader !== undefined) await drain(handle.reader(req.signal), handle.size)
       return { size: handle.size, source: handle.source }
     } finally {
       handle.release()
@@ -315,19 +315,12 @@ export class BlobService {
 
   private fileHandle(digest: Digest, size: number): BlobHandle {
     const path = this.store.blobPath(digest)
-    const onBytes = this.onBytes
     this.pins.set(digest.hex, (this.pins.get(digest.hex) ?? 0) + 1)
     let released = false
     return {
       size,
       source: 'cache',
       path,
-      stream: (start, end) => {
-        if (end <= start) return emptyIterable()
-        const rs = createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK_BYTES * 4 })
-        rs.on('close', () => onBytes('cache', rs.bytesRead))
-        return rs
-      },
       release: () => {
         if (released) return
         released = true
@@ -476,8 +469,6 @@ class StoredBlob implements LocalBlob {
   }
 }
 
-async function* emptyIterable(): AsyncGenerator<Uint8Array> {}
-
 /** Holds an origin slot until the body is consumed or abandoned. */
 async function* limited(body: AsyncIterable<Uint8Array>, slots: Semaphore | undefined): AsyncGenerator<Uint8Array> {
   try {
@@ -502,5 +493,15 @@ async function* slice(body: AsyncIterable<Uint8Array>, start: number, end: numbe
     const to = Math.min(chunk.byteLength, end - cStart)
     if (to > from) yield chunk.subarray(from, to)
     if (pos >= end) return
+  }
+}
+
+/** Reads [0, size) and throws the bytes away, through one buffer. */
+async function drain(reader: RangeReader, size: number): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(size, READ_CHUNK_BYTES))
+  try {
+    for (let pos = 0; pos < size; ) pos += await reader.read(buf.subarray(0, Math.min(buf.length, size - pos)), pos)
+  } finally {
+    await reader.close()
   }
 }

@@ -5,7 +5,7 @@ import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
 import { type BlobStore, type PartialInfo, pieceSizeFor } from '../store/store.js'
-import { readFully, writeAll } from '../util/file-io.js'
+import { type RangeReader, readFully, writeAll } from '../util/file-io.js'
 import { Bitfield } from './bitfield.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
 import { OriginGate } from './origin-gate.js'
@@ -895,34 +895,55 @@ export class Transfer implements LocalBlob {
 
   /** Streams bytes [start, end) as they land. The caller holds a reader slot from `acquire()`. */
   async *read(start: number, end: number, signal: AbortSignal): AsyncGenerator<Buffer> {
-    let pos = start
-    // A reader that joined as the transfer finished may find the partial file closed (renamed
-    // into the store): it reads the complete blob instead.
-    let own: FileHandle | undefined
+    const reader = this.reader(signal)
     try {
-      while (pos < end) {
-        if (signal.aborted) throw abortError(signal)
-        if (this.state === 'failed') throw this.error ?? new Error('transfer failed')
-        const limit = Math.min(end, this.readable())
-        if (pos >= limit) {
-          await this.waitForProgress(signal)
-          continue
-        }
-        let handle = own ?? this.handle
-        if (handle === undefined) {
-          if (this.state !== 'complete') throw new Error('partial file not open')
-          own = await open(this.store.blobPath(this.digest), 'r')
-          handle = own
-        }
-        const len = Math.min(READ_CHUNK_BYTES, limit - pos)
-        const buf = Buffer.allocUnsafe(len)
-        const { bytesRead } = await handle.read(buf, 0, len, pos)
-        if (bytesRead === 0) throw new Error(`partial file ended early at ${pos}`)
-        pos += bytesRead
-        yield bytesRead === len ? buf : buf.subarray(0, bytesRead)
+      for (let pos = start; pos < end; ) {
+        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, end - pos))
+        const n = await reader.read(buf, pos)
+        pos += n
+        yield n === buf.length ? buf : buf.subarray(0, n)
       }
     } finally {
-      await own?.close()
+      await reader.close()
+    }
+  }
+
+  /**
+   * Reads bytes as they land into buffers the caller gives (and may use again): `read(buf, pos)`
+   * waits until the byte at `pos` is stored, then reads what is there from `pos`, up to
+   * `buf.length` bytes, and returns how many (at least one). The caller holds a reader slot from
+   * `acquire()` and closes the reader when done.
+   */
+  reader(signal: AbortSignal): RangeReader {
+    // A reader that joined as the transfer finished may find the partial file closed (renamed
+    // into the store): it reads the complete blob instead.
+    let own: Promise<FileHandle> | undefined
+    return {
+      read: async (buf, pos) => {
+        for (;;) {
+          if (signal.aborted) throw abortError(signal)
+          if (this.state === 'failed') throw this.error ?? new Error('transfer failed')
+          const limit = this.readable()
+          if (pos >= limit) {
+            await this.waitForProgress(signal)
+            continue
+          }
+          let handle = own === undefined ? this.handle : await own
+          if (handle === undefined) {
+            if (this.state !== 'complete') throw new Error('partial file not open')
+            own = open(this.store.blobPath(this.digest), 'r')
+            handle = await own
+          }
+          const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, limit - pos), pos)
+          if (bytesRead === 0) throw new Error(`partial file ended early at ${pos}`)
+          return bytesRead
+        }
+      },
+      close: async () => {
+        const fh = own
+        own = undefined
+        await (await fh?.catch(() => undefined))?.close()
+      },
     }
   }
 

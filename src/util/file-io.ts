@@ -29,3 +29,10 @@ export async function readFully(handle: FileHandle, buf: Uint8Array, position: n
     off += bytesRead
   }
 }
+
+/** Reads a range in steps into buffers its caller gives, so that they can be used again. */
+export interface RangeReader {
+  /** Reads from `pos` into `buf`, at most `buf.length` bytes; returns how many (at least one). */
+  read(buf: Uint8Array, pos: number): Promise<number>
+  close(): Promise<void>
+}
