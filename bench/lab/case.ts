@@ -364,6 +364,8 @@ function startServer(lab: Lab, spec: CaseSpec, n: NodeState): LabProc {
   if (process.env.DEBUG !== undefined) env.DEBUG = process.env.DEBUG
   // Where the probes of bench/lab/probes write (loaded with SHOAL_LAB_NODE_ARGS).
   if (process.env.SHOAL_PROBE_DIR !== undefined) env.SHOAL_PROBE_DIR = process.env.SHOAL_PROBE_DIR
+  // glibc's allocator settings, for experiments with how the daemons' memory is reused.
+  if (process.env.GLIBC_TUNABLES !== undefined) env.GLIBC_TUNABLES = process.env.GLIBC_TUNABLES
   if (spec.system === 'shoal') {
     const args = [
       'netns',
