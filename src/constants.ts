@@ -69,7 +69,7 @@ export const CONFIG_PREFETCHES_MAX = 16
 /** A prefetch that has not finished by then is given up. */
 export const CONFIG_PREFETCH_TIMEOUT_MS = 120_000
 
-/** Size of each read when streaming a blob file to a client. */
+/** Size of each read when a blob is read through with nobody to send it to (prefetch, preheat). */
 export const READ_CHUNK_BYTES = 256 * 1024
 
 /** A blob bigger than this is refused (defends against absurd Content-Length values). */

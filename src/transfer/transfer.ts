@@ -1,6 +1,6 @@
 import { createHash, type Hash, randomFillSync } from 'node:crypto'
 import { type FileHandle, open } from 'node:fs/promises'
-import { CHECKPOINT_BYTES, READ_CHUNK_BYTES } from '../constants.js'
+import { CHECKPOINT_BYTES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
@@ -891,21 +891,6 @@ export class Transfer implements LocalBlob {
     if (this.state === 'complete') return this.size
     const prefix = Math.min(this.size, this.have.firstMissing(0) * this.pieceSize)
     return Math.min(prefix, Math.max(0, this.size - 1))
-  }
-
-  /** Streams bytes [start, end) as they land. The caller holds a reader slot from `acquire()`. */
-  async *read(start: number, end: number, signal: AbortSignal): AsyncGenerator<Buffer> {
-    const reader = this.reader(signal)
-    try {
-      for (let pos = start; pos < end; ) {
-        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, end - pos))
-        const n = await reader.read(buf, pos)
-        pos += n
-        yield n === buf.length ? buf : buf.subarray(0, n)
-      }
-    } finally {
-      await reader.close()
-    }
   }
 
   /**

@@ -156,14 +156,20 @@ function startReader(t: Transfer, start: number, end: number, graceMs = 0): Read
   }
   t.acquire()
   reader.result = (async () => {
+    // As the proxy reads: into one buffer used again (so every chunk is copied out here).
+    const r = t.reader(controller.signal)
+    const buf = Buffer.alloc(256 * 1024)
     try {
-      for await (const chunk of t.read(start, end, controller.signal)) {
+      for (let pos = start; pos < end; ) {
+        const n = await r.read(buf.subarray(0, Math.min(buf.length, end - pos)), pos)
         reader.firstChunkStatus ??= t.status
-        reader.chunks.push(Buffer.from(chunk))
-        reader.received += chunk.length
+        reader.chunks.push(Buffer.from(buf.subarray(0, n)))
+        reader.received += n
+        pos += n
       }
       return Buffer.concat(reader.chunks)
     } finally {
+      await r.close()
       t.release(graceMs)
     }
   })()
