@@ -72,6 +72,9 @@ export const CONFIG_PREFETCH_TIMEOUT_MS = 120_000
 /** Size of each read when a blob is read through with nobody to send it to (prefetch, preheat). */
 export const READ_CHUNK_BYTES = 256 * 1024
 
+/** Buffers kept for use again (received and served pieces, responses) are dropped after this idle. */
+export const BUFFER_POOL_IDLE_MS = 30_000
+
 /** A blob bigger than this is refused (defends against absurd Content-Length values). */
 export const MAX_BLOB_BYTES = 1024 ** 4
 

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
+import { BUFFER_POOL_IDLE_MS } from '../constants.js'
 import { abortError } from '../errors.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import type { RangeReader } from '../util/file-io.js'
@@ -11,9 +12,10 @@ const CHUNK = 1024 * 1024
 /**
  * The responses' buffers, used again by the next response: a daemon that allocated fresh ones
  * for every chunk touched new memory for every byte it sent to its clients (and on this VM new
- * memory is dear, docs/BENCHMARKS.md fourteenth pass). At most 16 MiB kept while unused.
+ * memory is dear, docs/BENCHMARKS.md fourteenth pass). At most 16 MiB kept while unused, until
+ * none was taken for a while.
  */
-const chunks = new BufferPool([CHUNK], 16 * CHUNK)
+const chunks = new BufferPool([CHUNK], 16 * CHUNK, BUFFER_POOL_IDLE_MS)
 
 /**
  * Sends bytes [start, end) of a file; see `sendRange`. Returns the bytes written.

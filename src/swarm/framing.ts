@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { Message } from './pb/pieces.js'
@@ -55,7 +55,11 @@ const POOLED_FRAME = 1024 * 1024
  * framing). A piece's data is a view into one; whoever stores the piece gives it back
  * (`releasePiece`).
  */
-const pieceFrames = new BufferPool([PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64], 24 * 1024 * 1024)
+const pieceFrames = new BufferPool(
+  [PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64],
+  24 * 1024 * 1024,
+  BUFFER_POOL_IDLE_MS,
+)
 
 /**
  * A received piece's data is no longer read by anyone: its frame buffer may be used again. Only

@@ -35,4 +35,25 @@ describe('BufferPool', () => {
     const taken = new Set([pool.take(1).buffer, pool.take(1).buffer, pool.take(1).buffer])
     assert.equal(taken.size, 3, 'no buffer handed out twice')
   })
+
+  test('with idleMs, what is kept is dropped once nothing was taken for that long', async () => {
+    const pool = new BufferPool([1024], 10_000, 30)
+    const a = pool.take(1)
+    pool.give(a)
+    assert.equal(pool.held, 1024)
+    // Taken and given back within every interval: kept.
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      const b = pool.take(1)
+      assert.equal(b.buffer, a.buffer)
+      pool.give(b)
+    }
+    assert.equal(pool.held, 1024)
+    // Nothing taken for two intervals: dropped, and the old buffer is foreign now.
+    await new Promise((r) => setTimeout(r, 100))
+    assert.equal(pool.held, 0)
+    pool.give(a)
+    assert.equal(pool.held, 0)
+    assert.notEqual(pool.take(1).buffer, a.buffer)
+  })
 })
