@@ -1,6 +1,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Multihash from 'multiformats/hashes/digest'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { type Digest, parseDigest } from '../oci/digest.js'
@@ -8,6 +9,7 @@ import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
+import { BufferPool } from '../util/buffer-pool.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
 import { FrameDecoder, FrameWriter, releasePiece } from './framing.js'
 import type { SwarmNode } from './node.js'
@@ -139,6 +141,15 @@ const LOST_KEPT_MS = 60_000
 
 /** Peers named in one peer-exchange message (sent or taken in). */
 const MAX_EXCHANGED_PEERS = 64
+
+/** Most bytes of served pieces' buffers kept while their recipients have not confirmed them. */
+const SERVED_HELD_BYTES = 64 * 1024 * 1024
+/**
+ * Buffers pieces are read into to be served, used again once their recipient has them: fresh ones
+ * for every piece meant new memory for every byte a node uploads (docs/BENCHMARKS.md, fourteenth
+ * pass). As many kept while unused as may be held, until none was taken for a while.
+ */
+const servedPieces = new BufferPool([PIECE_SIZE_SMALL, PIECE_SIZE_LARGE], SERVED_HELD_BYTES, BUFFER_POOL_IDLE_MS)
 
 /** Write buffer above which a session waits for drain (a bit over one piece). */
 const HIGH_WATER = 1024 * 1024
@@ -399,9 +410,11 @@ class TransferSwarm implements BlobSwarm {
     releasePiece(data)
   }
 
-  announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void {
+  announceHave(index: number, hash: Uint8Array<ArrayBuffer>, from?: string): void {
     this.ownClaims.delete(index)
-    this.broadcast({ have: { index, hash } })
+    for (const s of this.blob.sessions.values()) {
+      if (!s.closed) s.writer.send({ have: { index, hash, received: s.id === from } }).catch(() => {})
+    }
   }
 
   announceClaim(index: number): void {
@@ -466,6 +479,10 @@ export class PieceExchange implements SwarmAccess {
   private readonly banned = new Map<string, number>()
   private readonly serving: UploadSlots
   private readonly reading: Semaphore
+  /** Bytes of served pieces' buffers kept until their recipients confirm them (see `serve`). */
+  private servedHeld = 0
+  /** Sends handed to a stream and not finished, by `index/peer`; `shared`: another overlapped it. */
+  private readonly handedSends = new Map<string, Set<{ shared: boolean }>>()
   private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
   private started = false
   /** Counters for metrics and tests. */
@@ -479,6 +496,8 @@ export class PieceExchange implements SwarmAccess {
     requestsDeferred: 0,
     /** Requests answered the same because every slot was busy and another peer had the piece. */
     requestsRedirected: 0,
+    /** Served pieces whose buffer went back to be used again (see `serve`). */
+    servedBuffersReused: 0,
   }
   private readonly pieceDataAt = new Map<string, number>()
   /** Blobs to announce in the DHT once their timer fires (see provideSoon). */
@@ -990,7 +1009,7 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.have !== undefined) {
       session.onHave(m.have.index, m.have.hash)
-      session.blob.outgoing.done(m.have.index, session.id, true)
+      session.blob.outgoing.done(m.have.index, session.id, m.have.received ? 'received' : 'have')
       swarm?.changed()
     }
     if (m.claim !== undefined) {
@@ -1085,6 +1104,11 @@ export class PieceExchange implements SwarmAccess {
     const startedAt = Date.now()
     let delivered = 0
     let reading = false
+    let buffer: Uint8Array<ArrayBuffer> | undefined
+    let handed = false
+    let held = 0
+    const sendKey = `${index}/${session.id}`
+    const send = { shared: false }
     try {
       if (session.cancelled.delete(index) || session.closed) return false
       // The same choice as when the request came (see the request handler), made again now: the
@@ -1100,23 +1124,48 @@ export class PieceExchange implements SwarmAccess {
       }
       await this.reading.acquire()
       reading = true
-      let data: Uint8Array | undefined = await local.readPiece(index)
+      const pieceBytes = Math.min(local.pieceSize, local.size - index * local.pieceSize)
+      buffer = servedPieces.take(pieceBytes)
+      let data: Uint8Array | undefined = await local.readPiece(index, buffer)
       const bytes = data.byteLength
       await this.opts.uploadLimiter?.take(bytes)
       if (this.opts.corruptServedPieces && data.byteLength > 0) {
         data[0] = (data[0] ?? 0) ^ 0xff
       }
       // It may wait behind other pieces of this session: a cancel that comes meanwhile skips it.
+      handed = true
+      let sends = this.handedSends.get(sendKey)
+      if (sends === undefined) {
+        sends = new Set()
+        this.handedSends.set(sendKey, sends)
+      }
+      sends.add(send)
+      if (sends.size > 1) for (const other of sends) other.shared = true
       const sent = await session.writer.sendPiece(
         index,
         data,
         () => !session.cancelled.delete(index) && !session.closed,
       )
-      // Not kept while waiting for the Have: memory holds `maxServing` pieces, whatever the slots.
       data = undefined
       this.reading.release()
       reading = false
-      if (!sent) return false
+      if (!sent) {
+        // Skipped, so never written to the stream: nothing else holds the buffer.
+        servedPieces.give(buffer)
+        buffer = undefined
+        return false
+      }
+      // Kept while waiting for the Have, to be used again once every byte of it has reached the
+      // recipient (so the stream has encrypted and sent it: nothing reads it any more); beyond
+      // `SERVED_HELD_BYTES` it is left to the collector instead, so memory holds `maxServing`
+      // pieces being read plus that much, whatever the slots.
+      if (this.servedHeld + buffer.byteLength > SERVED_HELD_BYTES) {
+        buffer = undefined
+      } else {
+        held = buffer.byteLength
+        this.servedHeld += held
+      }
+
       const handedAt = Date.now()
       session.blob.lastActivity = handedAt
       this.stats.piecesServed++
@@ -1124,8 +1173,16 @@ export class PieceExchange implements SwarmAccess {
       // The slot is held until the recipient announces the piece: "sent" above only means handed
       // to the stream, which may buffer megabytes, so slots (and the rate that sizes them) follow
       // what arrived, not what was queued.
-      const confirmed = await session.blob.outgoing.sent(index, session.id)
+      const outcome = await session.blob.outgoing.sent(index, session.id)
+      const confirmed = outcome !== false
       if (confirmed) delivered = bytes
+      // Only the recipient's word that every byte came from here frees the buffer (its Have alone
+      // may follow a copy from another peer while this one still waits in the stream), and only
+      // if no other send of the piece to that peer overlapped this one: its word may be for that.
+      if (outcome === 'received' && !send.shared && buffer !== undefined) {
+        servedPieces.give(buffer)
+        this.stats.servedBuffersReused++
+      }
       this.log.debug(
         {
           peer: session.id,
@@ -1134,13 +1191,18 @@ export class PieceExchange implements SwarmAccess {
           waitMs: startedAt - queuedAt,
           sendMs: handedAt - startedAt,
           confirmMs: Date.now() - handedAt,
-          confirmed,
+          confirmed: outcome,
           slots: this.serving.limit(bytes),
         },
         'piece served',
       )
       return true
     } finally {
+      // Not handed to the stream (cancelled before, or the read failed): nothing else holds it.
+      if (buffer !== undefined && !handed) servedPieces.give(buffer)
+      this.servedHeld -= held
+      const sends = this.handedSends.get(sendKey)
+      if (sends?.delete(send) === true && sends.size === 0) this.handedSends.delete(sendKey)
       if (reading) this.reading.release()
       this.serving.release(delivered)
       session.serveSlots.release()

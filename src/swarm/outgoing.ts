@@ -1,4 +1,10 @@
 /**
+ * How a send ended: the recipient announced the piece (`'have'`), said every byte of it came from
+ * this node (`'received'`), or neither came within the bound or the peer went (`false`).
+ */
+export type SendOutcome = 'have' | 'received' | false
+
+/**
  * Pieces of one blob this node is sending, or has sent but not yet seen announced by their
  * recipient. A piece "sent" is only in the kernel's socket buffer: on a slow link it reaches the
  * recipient seconds later, and until its Have comes back nobody else can pass it on. For that long
@@ -8,7 +14,7 @@ export class OutgoingPieces {
   /** Piece → recipient peer → until when it counts (Infinity while queued or being sent). */
   private readonly byPiece = new Map<number, Map<string, number>>()
   /** Sends waiting for their recipient's Have, by `index/peer`. */
-  private readonly waiting = new Map<string, (confirmed: boolean) => void>()
+  private readonly waiting = new Map<string, (outcome: SendOutcome) => void>()
 
   constructor(private readonly confirmMs: number) {}
 
@@ -28,30 +34,30 @@ export class OutgoingPieces {
 
   /**
    * Handed to the stream: counts until `peer` announces the piece, `confirmMs` at most. Resolves
-   * then: true when the Have came (the bytes arrived), false at the bound or when the peer went.
+   * then with how it ended (`SendOutcome`).
    */
-  sent(index: number, peer: string, now = Date.now()): Promise<boolean> {
+  sent(index: number, peer: string, now = Date.now()): Promise<SendOutcome> {
     const m = this.byPiece.get(index)
     if (m?.has(peer) !== true) return Promise.resolve(false)
     m.set(peer, now + this.confirmMs)
     if (this.byPiece.size > 4096) this.prune(now)
     const key = `${index}/${peer}`
     this.waiting.get(key)?.(false)
-    return new Promise<boolean>((resolve) => {
+    return new Promise<SendOutcome>((resolve) => {
       const timer = setTimeout(() => finish(false), this.confirmMs)
       timer.unref()
-      const finish = (confirmed: boolean): void => {
+      const finish = (outcome: SendOutcome): void => {
         clearTimeout(timer)
         if (this.waiting.get(key) === finish) this.waiting.delete(key)
-        resolve(confirmed)
+        resolve(outcome)
       }
       this.waiting.set(key, finish)
     })
   }
 
-  /** `peer` announced the piece (`confirmed`), or the send was skipped or failed. */
-  done(index: number, peer: string, confirmed = false): void {
-    this.waiting.get(`${index}/${peer}`)?.(confirmed)
+  /** `peer` announced the piece (`outcome`), or the send was skipped or failed (`false`). */
+  done(index: number, peer: string, outcome: SendOutcome = false): void {
+    this.waiting.get(`${index}/${peer}`)?.(outcome)
     const m = this.byPiece.get(index)
     if (m === undefined) return
     m.delete(peer)

@@ -439,10 +439,10 @@ class StoredBlob implements LocalBlob {
   private idle: NodeJS.Timeout | undefined
 
   /** Reads share one file handle, closed after a few idle seconds. */
-  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
+  async readPiece(index: number, into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     const start = index * this.pieceSize
     const len = Math.min(this.size, start + this.pieceSize) - start
-    const buf = Buffer.allocUnsafe(len)
+    const buf = into?.subarray(0, len) ?? Buffer.allocUnsafe(len)
     if (this.idle !== undefined) clearTimeout(this.idle)
     this.file ??= open(this.store.blobPath(this.digest), 'r')
     const file = this.file

@@ -17,7 +17,11 @@ export interface LocalBlob {
   hashOf(index: number): Uint8Array | undefined
   /** Every piece hash, when the blob is complete and verified. */
   pieceTable(): Promise<Uint8Array[] | undefined>
-  readPiece(index: number, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>>
+  /**
+   * Piece `index`. With `into` (at least the piece's length) the bytes are read into it and the
+   * result is a view of it; otherwise into a new buffer.
+   */
+  readPiece(index: number, into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>>
 }
 
 export interface SwarmPeer {
@@ -58,7 +62,8 @@ export interface BlobSwarm {
    * again. Optional for the caller (a buffer not given back is collected); never early.
    */
   release(data: Uint8Array): void
-  announceHave(index: number, hash: Uint8Array<ArrayBuffer>): void
+  /** This node has piece `index` now; `from`: the peer it came from, if it came from one. */
+  announceHave(index: number, hash: Uint8Array<ArrayBuffer>, from?: string): void
   announceClaim(index: number): void
   /** The latest claim another peer made on a piece, with when it was heard. */
   claimOf(index: number): { peer: string; at: number } | undefined

@@ -270,9 +270,9 @@ export class Transfer implements LocalBlob {
     return undefined
   }
 
-  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
+  async readPiece(index: number, into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     const [start, end] = this.bounds(index)
-    return this.readPieceInto(index, Buffer.allocUnsafe(end - start))
+    return this.readPieceInto(index, into?.subarray(0, end - start) ?? Buffer.allocUnsafe(end - start))
   }
 
   /** Piece `index` into `buf` (its exact length). */
@@ -705,7 +705,7 @@ export class Transfer implements LocalBlob {
     this.deliveredBy[index] = from
     this.have.set(index)
     this.uncheckpointed += data.byteLength
-    if (hash !== undefined) this.swarm?.announceHave(index, hash)
+    if (hash !== undefined) this.swarm?.announceHave(index, hash, from === 'origin' ? undefined : from)
     this.wake()
     // The next piece of the whole-blob hash can use these bytes without reading them back.
     await this.advanceHash(index, data)

@@ -49,9 +49,17 @@ export class FullBlob implements LocalBlob {
     return Array.from({ length: this.pieceCount }, (_, i) => this.hashOf(i))
   }
 
-  async readPiece(index: number): Promise<Uint8Array<ArrayBuffer>> {
+  /** The buffers the exchange gave to read pieces into, in order. */
+  readonly intoBuffers: ArrayBufferLike[] = []
+
+  async readPiece(index: number, into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     await this.beforeRead(this.reads++)
-    return new Uint8Array(this.piece(index))
+    const piece = this.piece(index)
+    if (into === undefined) return new Uint8Array(piece)
+    this.intoBuffers.push(into.buffer)
+    const out = into.subarray(0, piece.length)
+    out.set(piece)
+    return out
   }
 
   piece(index: number): Buffer {

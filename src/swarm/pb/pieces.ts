@@ -206,6 +206,7 @@ export namespace Hello {
 export interface Have {
   index: number
   hash: Uint8Array<ArrayBuffer>
+  received: boolean
 }
 
 export namespace Have {
@@ -228,13 +229,19 @@ export namespace Have {
           w.bytes(obj.hash)
         }
 
+        if ((obj.received != null && obj.received !== false)) {
+          w.uint32(24)
+          w.bool(obj.received)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           index: 0,
-          hash: uint8ArrayAlloc(0)
+          hash: uint8ArrayAlloc(0),
+          received: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -249,6 +256,10 @@ export namespace Have {
             }
             case 2: {
               obj.hash = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.received = reader.bool()
               break
             }
             default: {
@@ -280,6 +291,13 @@ export namespace Have {
               }
               break
             }
+            case 3: {
+              yield {
+                field: `${prefix}.received`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -302,6 +320,11 @@ export namespace Have {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface HaveReceivedFieldEvent {
+    field: '$.received'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Have>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Have.codec())
   }
@@ -310,7 +333,7 @@ export namespace Have {
     return decodeMessage(buf, Have.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Have>): Generator<HaveIndexFieldEvent | HaveHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Have>): Generator<HaveIndexFieldEvent | HaveHashFieldEvent | HaveReceivedFieldEvent> {
     return streamMessage(buf, Have.codec(), opts)
   }
 }
@@ -1319,6 +1342,11 @@ export namespace Message {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface MessageHaveReceivedFieldEvent {
+    field: '$.have.received'
+    value: boolean
+  }
+
   export interface MessageClaimIndexFieldEvent {
     field: '$.claim.index'
     value: number
@@ -1379,7 +1407,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }

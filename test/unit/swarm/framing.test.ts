@@ -25,7 +25,7 @@ describe('piece protocol framing', () => {
 
   test('the decoder splits frames across arbitrary chunk boundaries', () => {
     const frames = [
-      encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7) } }),
+      encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: true } }),
       ...encodePieceFrame(9, new Uint8Array(70_000).fill(1)),
       encodeFrame({ claim: { index: 4 } }),
     ]
@@ -35,6 +35,7 @@ describe('piece protocol framing', () => {
     for (let off = 0; off < all.length; off += 777) got.push(...decoder.push(all.subarray(off, off + 777)))
     assert.equal(got.length, 3)
     assert.equal(got[0]?.have?.index, 3)
+    assert.equal(got[0]?.have?.received, true)
     assert.equal(got[1]?.piece?.index, 9)
     assert.equal(got[1]?.piece?.data.byteLength, 70_000)
     assert.equal(got[2]?.claim?.index, 4)
@@ -44,7 +45,7 @@ describe('piece protocol framing', () => {
     const piece = (i: number) => new Uint8Array(4 * 1024 * 1024 + 5).map((_, k) => (k * 31 + i) & 255)
     const frames = [
       ...encodePieceFrame(1, piece(1)),
-      encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7) } }),
+      encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: false } }),
       ...encodePieceFrame(2, piece(2)),
       ...encodePieceFrame(300, piece(3)),
       encodeFrame({ claim: { index: 4 } }),

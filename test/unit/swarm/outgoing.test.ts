@@ -34,8 +34,27 @@ describe('OutgoingPieces', () => {
     assert.equal(o.sentToOthers(3, 'b', t + 1), true)
     assert.equal(o.sentToOthers(3, 'a', t + 1), false, 'not to others for a itself')
     assert.equal(o.sentToOthers(3, 'b', t + 15_001), false, 'the bound')
-    o.done(3, 'a', true)
+    o.done(3, 'a', 'have')
     assert.equal(o.sentToOthers(3, 'b', t + 1), false, 'announced')
+  })
+
+  test('sent() resolves with how the send ended: the Have, the Have that says every byte came, or nothing', async () => {
+    const o = new OutgoingPieces(50)
+    for (const [i, outcome] of [
+      [1, 'have'],
+      [2, 'received'],
+    ] as const) {
+      o.start(i, 'a')
+      const p = o.sent(i, 'a')
+      o.done(i, 'a', outcome)
+      assert.equal(await p, outcome)
+    }
+    o.start(3, 'a')
+    assert.equal(await o.sent(3, 'a'), false, 'no Have within the bound')
+    o.start(4, 'a')
+    const gone = o.sent(4, 'a')
+    o.dropPeer('a')
+    assert.equal(await gone, false, 'the peer went')
   })
 
   test('a queued piece does not expire; sent() for a send not started is ignored', () => {
