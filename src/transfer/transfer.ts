@@ -1,10 +1,11 @@
 import { createHash, type Hash, randomFillSync } from 'node:crypto'
 import { type FileHandle, open } from 'node:fs/promises'
-import { CHECKPOINT_BYTES } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, CHECKPOINT_BYTES, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
 import { type BlobStore, type PartialInfo, pieceSizeFor } from '../store/store.js'
+import { BufferPool } from '../util/buffer-pool.js'
 import { type RangeReader, readFully, writeAll } from '../util/file-io.js'
 import { Bitfield } from './bitfield.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
@@ -638,7 +639,7 @@ export class Transfer implements LocalBlob {
     const body = await this.originFetcher.fetch(start, end, this.controller.signal)
     let index = first
     let [pStart, pEnd] = this.bounds(index)
-    let buf = Buffer.allocUnsafe(pEnd - pStart)
+    let buf = originPieces.take(pEnd - pStart)
     let filled = 0
     let received = 0
     let storing: Promise<void> = Promise.resolve()
@@ -663,13 +664,15 @@ export class Transfer implements LocalBlob {
             // Piece hashes are for peers: without a swarm, a piece table is made only if ever needed.
             const hash = this.swarm === undefined ? undefined : createHash('sha256').update(piece).digest()
             storing = this.storePiece(at, piece, hash, 'origin').then(() => {
+              // Written and hashed: nothing reads it any more.
+              originPieces.give(piece)
               this.onBytes('origin', piece.length)
               this.inflight.delete(at)
             })
             index++
             if (index > last) break
             ;[pStart, pEnd] = this.bounds(index)
-            buf = Buffer.allocUnsafe(pEnd - pStart)
+            buf = originPieces.take(pEnd - pStart)
             filled = 0
           }
         }
@@ -1001,6 +1004,12 @@ function pickPeer(peers: SwarmPeer[]): SwarmPeer {
   for (const p of peers) if (score(p) > score(best)) best = p
   return best
 }
+
+/**
+ * Buffers pieces from the origin are assembled in, used again once stored (a fresh one per piece
+ * was new memory for every byte a node fetched; docs/BENCHMARKS.md, fourteenth pass).
+ */
+const originPieces = new BufferPool([PIECE_SIZE_SMALL, PIECE_SIZE_LARGE], 16 * 1024 * 1024, BUFFER_POOL_IDLE_MS)
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
