@@ -1,21 +1,14 @@
 import type { FileHandle } from 'node:fs/promises'
 
 /**
- * The most one `write` call hands the kernel. A write of 2 MiB or more lets the page cache take
- * 2 MiB folios for it, and on a VM that gives free memory back to its host (free page reporting,
- * Firecracker here) each of those is memory the host must supply again: writing 4 MiB pieces to a
- * new file cost 9.4–10.3 ms of CPU per MiB on this machine, 1 MiB writes of the same pieces
- * 0.44–0.63 ms (docs/BENCHMARKS.md, fourteenth pass). Elsewhere four calls instead of one per
- * piece cost nothing measurable.
+ * Writes all of `data` at `position` (a short write is continued). One call for the whole piece:
+ * writes of at most 1 MiB cost this VM's daemons less (no 2 MiB page-cache folios to take from
+ * the memory the host was given back), but the cost moved to the client's writes, which then
+ * ended the pull 5–12 s later (docs/BENCHMARKS.md, fourteenth pass).
  */
-export const MAX_WRITE_BYTES = 1024 * 1024
-
-/** Writes all of `data` at `position`, in calls of at most `MAX_WRITE_BYTES`. */
 export async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  let off = 0
-  while (off < data.byteLength) {
-    const len = Math.min(data.byteLength - off, MAX_WRITE_BYTES)
-    const { bytesWritten } = await handle.write(data, off, len, position + off)
+  for (let off = 0; off < data.byteLength; ) {
+    const { bytesWritten } = await handle.write(data, off, data.byteLength - off, position + off)
     off += bytesWritten
   }
 }
