@@ -412,9 +412,7 @@ class TransferSwarm implements BlobSwarm {
 
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>, from?: string): void {
     this.ownClaims.delete(index)
-    for (const s of this.blob.sessions.values()) {
-      if (!s.closed) s.writer.send({ have: { index, hash, received: s.id === from } }).catch(() => {})
-    }
+    this.broadcast((s) => ({ have: { index, hash, received: s.id === from } }))
   }
 
   announceClaim(index: number): void {
@@ -451,9 +449,10 @@ class TransferSwarm implements BlobSwarm {
     for (const l of this.listeners) l()
   }
 
-  private broadcast(msg: Message): void {
+  /** To every open session: `msg`, or what `msg` gives for that session. */
+  private broadcast(msg: Message | ((s: Session) => Message)): void {
     for (const s of this.blob.sessions.values()) {
-      if (!s.closed) s.writer.send(msg).catch(() => {})
+      if (!s.closed) s.writer.send(typeof msg === 'function' ? msg(s) : msg).catch(() => {})
     }
   }
 
