@@ -8,7 +8,7 @@ import { type Digest, parseDigest } from '../oci/digest.js'
 import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
-import type { BlobSwarm, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
+import type { BlobSwarm, ClaimKind, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
 import { FrameDecoder, FrameWriter, releasePiece } from './framing.js'
@@ -119,6 +119,9 @@ const MAX_FIND_PROVIDERS_INTERVAL_MS = 60_000
 
 /** How long a claim outlives its claimer's session (which may be replaced meanwhile). */
 const ORPHANED_CLAIM_MS = 10_000
+
+/** How long a claim that the piece is being fetched is not replaced by another peer's queued claim. */
+const FETCHING_CLAIM_KEPT_MS = 10_000
 
 /**
  * A peer whose session about a blob ended while it stays connected — one of two streams opened at
@@ -356,7 +359,7 @@ class BlobSessions {
   /** Set while a transfer of this blob runs here. */
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
-  readonly claims = new Map<number, { peer: string; at: number; orphanedAt?: number }>()
+  readonly claims = new Map<number, HeardClaim>()
   /** Peers whose session ended while they stayed connected, with when (see REJOIN_GRACE_MS). */
   readonly lost = new Map<string, { peer: PeerId; at: number; until: number; dialledAt: number }>()
   /** Pieces this node is sending, or sent and not yet announced by their recipient. */
@@ -366,12 +369,21 @@ class BlobSessions {
   constructor(readonly digest: Digest) {}
 }
 
+interface HeardClaim {
+  peer: string
+  at: number
+  queued: boolean
+  takeover: boolean
+  orphanedAt?: number
+}
+
 /** The view one transfer has of the swarm for its blob. */
 class TransferSwarm implements BlobSwarm {
   readonly selfId: string
   readonly ready: Promise<void>
   private readonly listeners: (() => void)[] = []
-  readonly ownClaims = new Set<number>()
+  /** Pieces this node claimed, each as it was last announced. */
+  readonly ownClaims = new Map<number, ClaimKind>()
   private closed = false
   readonly controller = new AbortController()
   /** This node announced itself in the DHT as a holder of the blob during the transfer. */
@@ -415,12 +427,16 @@ class TransferSwarm implements BlobSwarm {
     this.broadcast((s) => ({ have: { index, hash, received: s.id === from } }))
   }
 
-  announceClaim(index: number): void {
-    this.ownClaims.add(index)
-    this.broadcast({ claim: { index } })
+  announceClaim(index: number, kind: ClaimKind = {}): void {
+    this.ownClaims.set(index, kind)
+    this.broadcast({ claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } })
   }
 
-  claimOf(index: number): { peer: string; at: number } | undefined {
+  withdrawClaim(index: number): void {
+    this.ownClaims.delete(index)
+  }
+
+  claimOf(index: number): HeardClaim | undefined {
     const c = this.blob.claims.get(index)
     if (c === undefined) return undefined
     const s = this.blob.sessions.get(c.peer)
@@ -818,7 +834,9 @@ export class PieceExchange implements SwarmAccess {
     }
     await session.writer.send({ hello })
     // A newcomer must know which pieces we are already fetching from the origin.
-    for (const index of session.blob.swarm?.ownClaims ?? []) await session.writer.send({ claim: { index } })
+    for (const [index, kind] of session.blob.swarm?.ownClaims ?? []) {
+      await session.writer.send({ claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } })
+    }
   }
 
   /**
@@ -1013,7 +1031,18 @@ export class PieceExchange implements SwarmAccess {
     }
     if (m.claim !== undefined) {
       const blob = session.blob
-      if (blob.claims.size < 1_000_000) blob.claims.set(m.claim.index, { peer: session.id, at: Date.now() })
+      const { index, queued, takeover } = m.claim
+      const now = Date.now()
+      const held = blob.claims.get(index)
+      // A queued claim does not hide another peer's recent claim that it is fetching the piece (one
+      // that took the piece over from a queue while this one was still being repeated).
+      const hidden = queued && held !== undefined && !held.queued && held.peer !== session.id
+      if (!(hidden && now - held.at < FETCHING_CLAIM_KEPT_MS) && blob.claims.size < 1_000_000) {
+        // A peer that took the piece over and now fetches it still holds it as a takeover: its
+        // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
+        const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
+        blob.claims.set(index, { peer: session.id, at: now, queued, takeover: tookOver })
+      }
     }
     if (m.piece !== undefined && !session.onPiece(m.piece.index, m.piece.data)) {
       this.stats.bytesUnwanted += m.piece.data.byteLength

@@ -42,6 +42,17 @@ export interface SwarmPeer {
   readonly lastDataAt: number
 }
 
+/**
+ * What a claim says beyond "this node fetches the piece from the origin". Neither: it is fetching
+ * it (or is a node that predates these). `queued`: not yet, the piece waits for one of the node's
+ * origin slots; a node with no origin pieces of its own left may take it over. `takeover`: the
+ * node took it over from another's queue; the queued claimer leaves it.
+ */
+export interface ClaimKind {
+  queued?: boolean
+  takeover?: boolean
+}
+
 /** The peers interested in one blob, as one transfer sees them. */
 export interface BlobSwarm {
   readonly selfId: string
@@ -64,9 +75,12 @@ export interface BlobSwarm {
   release(data: Uint8Array): void
   /** This node has piece `index` now; `from`: the peer it came from, if it came from one. */
   announceHave(index: number, hash: Uint8Array<ArrayBuffer>, from?: string): void
-  announceClaim(index: number): void
+  /** This node fetches piece `index` from the origin (see `ClaimKind`). */
+  announceClaim(index: number, kind?: ClaimKind): void
+  /** This node no longer claims piece `index` (another took it over): newcomers are not told of it. */
+  withdrawClaim?(index: number): void
   /** The latest claim another peer made on a piece, with when it was heard. */
-  claimOf(index: number): { peer: string; at: number } | undefined
+  claimOf(index: number): ({ peer: string; at: number } & ClaimKind) | undefined
   ban(peerId: string, reason: string): void
   /** Called when anything changed that may let the transfer make progress. */
   onChange(listener: () => void): void

@@ -67,6 +67,13 @@ export class OriginGate {
     return false
   }
 
+  /** No fetch holds a slot and nobody but `who` waits for one. */
+  idle(who: object): boolean {
+    if (this.used > 0) return false
+    for (const w of this.waiters.keys()) if (w !== who) return false
+    return true
+  }
+
   /** `who` wants no slot now (it has nothing for the origin, or it ended). */
   forget(who: object): void {
     if (this.waiters.delete(who)) this.wakeAll()

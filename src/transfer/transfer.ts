@@ -137,6 +137,8 @@ export class Transfer implements LocalBlob {
   private readonly claimedAt = new Map<number, number>()
   /** When this node first claimed each piece (origin fetches wait `claimSettleMs` after it). */
   private readonly claimStarted = new Map<number, number>()
+  /** Claimed pieces this node took over from another downloader's queue, not yet fetching. */
+  private readonly takenOver = new Set<number>()
   /** When each other downloader was first seen: an owner's grace to claim starts there. */
   private readonly firstSeen = new Map<string, number>()
   private lastOriginProgress = 0
@@ -377,8 +379,61 @@ export class Transfer implements LocalBlob {
       }
       this.fetchFromOrigin(i, 1, true)
     }
+    if (!waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
     this.refreshClaims(now)
     return waiting
+  }
+
+  /** Pieces this node claimed and has not started fetching. */
+  private hasQueuedClaims(): boolean {
+    for (const i of this.claimedAt.keys()) if (!this.have.has(i) && !this.inflight.has(i)) return true
+    return false
+  }
+
+  /**
+   * This node has no origin pieces of its own left and its origin slots are idle: it takes over one
+   * piece still queued at another downloader, the last of the longest queue (the one that
+   * downloader would fetch last). The rendezvous gives some nodes twice the pieces of others, and
+   * each fetches its own through a slot or two: at the end of a cold herd the origin's link idled
+   * while the last queues drained (lab P1: the origin's rate fell from 11.4 to 2–7 MiB/s for its
+   * last 5–8 s). After `claimSettleMs` the piece goes through the scheduling loop like any claimed
+   * piece (`yieldsTo` settles it with the queue's owner and with other takers).
+   */
+  private takeOver(peers: SwarmPeer[], now: number): void {
+    const swarm = this.swarm
+    if (swarm === undefined) return
+    const queues = new Map<string, number[]>()
+    for (let i = 0; i < this.pieceCount; i++) {
+      if (this.have.has(i) || this.inflight.has(i) || this.claimedAt.has(i)) continue
+      if (peers.some((p) => p.has(i))) continue
+      const claim = swarm.claimOf(i)
+      if (claim?.queued !== true || claim.peer === swarm.selfId || now - claim.at >= this.opts.claimTimeoutMs) continue
+      const queue = queues.get(claim.peer)
+      if (queue === undefined) queues.set(claim.peer, [i])
+      else queue.push(i)
+    }
+    // The last piece of the longest queue; among queues as long, each taker its own (by its
+    // rendezvous score), so that two idle nodes rarely take over the same piece.
+    let index: number | undefined
+    let longest = 0
+    let best = -1n
+    for (const queue of queues.values()) {
+      const last = queue.at(-1) as number
+      const score = rendezvousScore(swarm.selfId, this.digest.value, last)
+      if (queue.length > longest || (queue.length === longest && score > best)) {
+        index = last
+        longest = queue.length
+        best = score
+      }
+    }
+    if (index === undefined) return
+    this.takenOver.add(index)
+    this.claim(index, now)
+    this.claimStarted.set(index, now)
+    this.log.debug(
+      { piece: index, from: swarm.claimOf(index)?.peer, queued: longest },
+      'taking over a piece queued at another downloader',
+    )
   }
 
   /**
@@ -406,21 +461,39 @@ export class Transfer implements LocalBlob {
     return Math.max(1, fetchers.size)
   }
 
-  /** Another downloader claimed a piece we claimed too and ranks higher for it: let it have it. */
+  /**
+   * Another downloader claimed a piece this node claimed and has not started: true when this node
+   * leaves it to that one. Two that each think the piece theirs (their views of the downloaders
+   * differed): the higher rendezvous score keeps it. A takeover of this node's queued piece: the
+   * taker keeps it. A taker whose piece's owner has started fetching it meanwhile: the owner keeps it.
+   */
   private yieldsTo(index: number): boolean {
     const swarm = this.swarm
     const other = swarm?.claimOf(index)
     if (swarm === undefined || other === undefined) return false
-    const mine = rendezvousScore(swarm.selfId, this.digest.value, index)
-    if (rendezvousScore(other.peer, this.digest.value, index) <= mine) return false
+    const ranksHigher =
+      rendezvousScore(other.peer, this.digest.value, index) > rendezvousScore(swarm.selfId, this.digest.value, index)
+    const takingOver = this.takenOver.has(index)
+    const yields =
+      other.takeover === true
+        ? !takingOver || ranksHigher
+        : other.queued === true
+          ? !takingOver && ranksHigher
+          : takingOver || ranksHigher
+    if (!yields) return false
     this.claimedAt.delete(index)
     this.claimStarted.delete(index)
+    this.takenOver.delete(index)
+    swarm.withdrawClaim?.(index)
     return true
   }
 
+  /** Says (again) that this node fetches piece `index`: queued, taken over, or fetching now. */
   private claim(index: number, now: number): void {
     this.claimedAt.set(index, now)
-    this.swarm?.announceClaim(index)
+    const kind =
+      this.inflight.get(index) === 'origin' ? {} : this.takenOver.has(index) ? { takeover: true } : { queued: true }
+    this.swarm?.announceClaim(index, kind)
   }
 
   /**
@@ -609,7 +682,9 @@ export class Transfer implements LocalBlob {
     const now = Date.now()
     for (let i = first; i <= last; i++) {
       this.inflight.set(i, 'origin')
-      if (!this.claimedAt.has(i)) this.claim(i, now)
+      this.takenOver.delete(i)
+      // Fetching now: also a queued or taken-over claim is said again, as one that is fetching.
+      this.claim(i, now)
     }
     this.originInflight++
     this.log.debug({ first, last, sinceStartMs: now - this.startedAt }, 'origin fetch')

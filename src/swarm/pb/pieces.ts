@@ -340,6 +340,8 @@ export namespace Have {
 
 export interface Claim {
   index: number
+  queued: boolean
+  takeover: boolean
 }
 
 export namespace Claim {
@@ -357,12 +359,24 @@ export namespace Claim {
           w.uint32(obj.index)
         }
 
+        if ((obj.queued != null && obj.queued !== false)) {
+          w.uint32(16)
+          w.bool(obj.queued)
+        }
+
+        if ((obj.takeover != null && obj.takeover !== false)) {
+          w.uint32(24)
+          w.bool(obj.takeover)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          index: 0
+          index: 0,
+          queued: false,
+          takeover: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -373,6 +387,14 @@ export namespace Claim {
           switch (tag >>> 3) {
             case 1: {
               obj.index = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.queued = reader.bool()
+              break
+            }
+            case 3: {
+              obj.takeover = reader.bool()
               break
             }
             default: {
@@ -397,6 +419,20 @@ export namespace Claim {
               }
               break
             }
+            case 2: {
+              yield {
+                field: `${prefix}.queued`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.takeover`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -414,6 +450,16 @@ export namespace Claim {
     value: number
   }
 
+  export interface ClaimQueuedFieldEvent {
+    field: '$.queued'
+    value: boolean
+  }
+
+  export interface ClaimTakeoverFieldEvent {
+    field: '$.takeover'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Claim>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Claim.codec())
   }
@@ -422,7 +468,7 @@ export namespace Claim {
     return decodeMessage(buf, Claim.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent> {
     return streamMessage(buf, Claim.codec(), opts)
   }
 }
@@ -1352,6 +1398,16 @@ export namespace Message {
     value: number
   }
 
+  export interface MessageClaimQueuedFieldEvent {
+    field: '$.claim.queued'
+    value: boolean
+  }
+
+  export interface MessageClaimTakeoverFieldEvent {
+    field: '$.claim.takeover'
+    value: boolean
+  }
+
   export interface MessageRequestIndexFieldEvent {
     field: '$.request.index'
     value: number
@@ -1407,7 +1463,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }

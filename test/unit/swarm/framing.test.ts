@@ -27,7 +27,7 @@ describe('piece protocol framing', () => {
     const frames = [
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: true } }),
       ...encodePieceFrame(9, new Uint8Array(70_000).fill(1)),
-      encodeFrame({ claim: { index: 4 } }),
+      encodeFrame({ claim: { index: 4, queued: true, takeover: false } }),
     ]
     const all = Buffer.concat(frames)
     const decoder = new FrameDecoder(1024 * 1024)
@@ -39,6 +39,8 @@ describe('piece protocol framing', () => {
     assert.equal(got[1]?.piece?.index, 9)
     assert.equal(got[1]?.piece?.data.byteLength, 70_000)
     assert.equal(got[2]?.claim?.index, 4)
+    assert.equal(got[2]?.claim?.queued, true)
+    assert.equal(got[2]?.claim?.takeover, false)
   })
 
   test('large frames (assembled in one pooled buffer) decode across any chunking, buffers or lists', () => {
@@ -48,7 +50,7 @@ describe('piece protocol framing', () => {
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: false } }),
       ...encodePieceFrame(2, piece(2)),
       ...encodePieceFrame(300, piece(3)),
-      encodeFrame({ claim: { index: 4 } }),
+      encodeFrame({ claim: { index: 4, queued: false, takeover: true } }),
     ]
     const all = Buffer.concat(frames)
     const edges: number[] = []

@@ -11,7 +11,7 @@ import { ShoalError } from '../../../src/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
-import type { BlobSwarm, SwarmPeer } from '../../../src/transfer/contracts.js'
+import type { BlobSwarm, ClaimKind, SwarmPeer } from '../../../src/transfer/contracts.js'
 import {
   type ByteOrigin,
   type OriginFetcher,
@@ -970,6 +970,163 @@ describe('Transfer: piece requests to peers', () => {
     // The others' pieces would come from them (they answer nothing here).
     t.abort(new ShoalError('ABORTED', 'test over'))
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  })
+})
+
+describe('Transfer: taking over pieces queued at other downloaders', () => {
+  let root: string
+  let store: BlobStore
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-unit-takeover-'))
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  const PIECES = 8
+  type Claim = ({ peer: string; at: number } & ClaimKind) | undefined
+
+  /**
+   * Self and the given peers (holding nothing), every origin request held at its first byte until
+   * `gate` opens; records what self announces and withdraws.
+   */
+  function setup(
+    peers: SwarmPeer[],
+    claimOf: (i: number) => Claim,
+    claimSettleMs = 0,
+    data = randomBytes(PIECES * PIECE),
+  ) {
+    const claims: { index: number; kind: ClaimKind }[] = []
+    const withdrawn: number[] = []
+    const swarm: BlobSwarm = {
+      ...fakeSwarm([]),
+      peers: () => peers,
+      request: (_peer, _index, signal) => untilAborted(signal),
+      announceClaim: (index, kind = {}) => {
+        claims.push({ index, kind })
+      },
+      withdrawClaim: (index) => {
+        withdrawn.push(index)
+      },
+      claimOf,
+    }
+    const gate = deferred()
+    const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: gate.promise }))
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, claimSettleMs },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    const pieceOf = (call: { start: number }) => call.start / PIECE
+    return { t, origin, gate, claims, withdrawn, pieceOf }
+  }
+
+  /** Queues of pieces claimed by other downloaders that have not started them. */
+  const QUEUES: Record<string, number[]> = { a: [0, 1, 2, 3, 4], b: [5, 6, 7] }
+  const ownerOf = (i: number): string => (QUEUES.a?.includes(i) ? 'a' : 'b')
+  const queued = (i: number): Claim => ({ peer: ownerOf(i), at: Date.now(), queued: true })
+
+  async function end(t: Transfer): Promise<void> {
+    t.abort(new ShoalError('ABORTED', 'test over'))
+    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  }
+
+  test('a node with no origin pieces of its own takes over the last of the longest queue, one at a time', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const { t, origin, gate, claims, pieceOf } = setup([new Downloader('a'), new Downloader('b')], queued)
+    await t.start()
+    await waitFor('an origin request', () => origin.calls.length === 1)
+    assert.equal(pieceOf(origin.calls[0] as { start: number }), 4, "the last piece of a's queue (5 long)")
+    assert.deepEqual(
+      claims.filter((c) => c.index === 4).map((c) => c.kind),
+      [{ takeover: true }, {}],
+      'claimed as a takeover, then as being fetched',
+    )
+    await sleep(600)
+    assert.equal(origin.calls.length, 1, 'one piece taken over at a time')
+    assert.ok(
+      claims.every((c) => c.index === 4),
+      `nothing else claimed: ${JSON.stringify(claims)}`,
+    )
+    gate.resolve()
+    await waitFor('the next takeover', () => origin.calls.length === 2)
+    assert.equal(pieceOf(origin.calls[1] as { start: number }), 3, "a's queue is still the longest (4)")
+    await end(t)
+  })
+
+  test('claims that do not say queued (nodes before takeovers) are never taken over', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const { t, origin, claims } = setup([new Downloader('a'), new Downloader('b')], (i) => ({
+      peer: ownerOf(i),
+      at: Date.now(),
+    }))
+    await t.start()
+    await sleep(800)
+    assert.equal(origin.calls.length, 0)
+    assert.deepEqual(claims, [])
+    await end(t)
+  })
+
+  test("a takeover stands back when the queue's owner starts the piece first", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    let ownerStarted = false
+    const { t, origin, claims, withdrawn, pieceOf } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      (i) => (i === 4 && ownerStarted ? { peer: 'a', at: Date.now() } : queued(i)),
+      300,
+    )
+    await t.start()
+    await waitFor('the takeover of piece 4', () => claims.some((c) => c.index === 4 && c.kind.takeover === true))
+    ownerStarted = true // within the settle time: its claim says it fetches the piece now
+    await waitFor('an origin request', () => origin.calls.length >= 1, 3000)
+    assert.ok(
+      origin.calls.every((c) => pieceOf(c) !== 4),
+      `piece 4 left to its owner: ${origin.calls.map(pieceOf)}`,
+    )
+    assert.ok(withdrawn.includes(4))
+    assert.equal(pieceOf(origin.calls[0] as { start: number }), 3)
+    await end(t)
+  })
+
+  test('a node leaves a queued piece of its own to a node that took it over', { timeout: TEST_TIMEOUT }, async () => {
+    // A peer that does not download: self owns every piece and fetches four at a time.
+    const seed: SwarmPeer = Object.assign(new Downloader('a'), { downloading: false })
+    let taken = false
+    // A blob for which self outranks 'a' on piece 6: two plain claims would leave it to self.
+    let data = randomBytes(PIECES * PIECE)
+    for (let k = 0; k < 100; k++) {
+      const d = digestOf(data).value
+      if (rendezvousScore('self', d, 6) > rendezvousScore('a', d, 6)) break
+      data = randomBytes(PIECES * PIECE)
+    }
+    const { t, origin, gate, claims, withdrawn, pieceOf } = setup(
+      [seed],
+      (i) => (i === 6 && taken ? { peer: 'a', at: Date.now(), takeover: true } : undefined),
+      0,
+      data,
+    )
+    await t.start()
+    await waitFor('four origin requests', () => origin.calls.length === 4)
+    assert.ok(
+      claims.some((c) => c.index === 6 && c.kind.queued === true),
+      `piece 6 claimed as queued: ${JSON.stringify(claims)}`,
+    )
+    taken = true
+    gate.resolve()
+    await waitFor('every piece but 6', () => [0, 1, 2, 3, 4, 5, 7].every((i) => t.has(i)))
+    await sleep(300)
+    assert.ok(
+      origin.calls.every((c) => pieceOf(c) !== 6),
+      `6 not fetched: ${origin.calls.map(pieceOf)}`,
+    )
+    assert.ok(withdrawn.includes(6))
+    assert.equal(t.has(6), false)
+    await end(t)
   })
 })
 
