@@ -152,12 +152,23 @@ export class FrameDecoder {
   }
 }
 
+interface Job {
+  parts: () => Uint8Array[]
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
 /**
  * Serialised sends with real backpressure: libp2p 3 streams queue in memory once `send` returns
- * false, so every send waits until the write buffer is below `highWater`.
+ * false, so every send waits until the write buffer is below `highWater`. Control messages (Have,
+ * Claim, Reject, …) go ahead of pieces still waiting for their turn (never into the middle of one):
+ * behind a few queued 4 MiB pieces to a slow peer they waited seconds, and a Claim that comes late
+ * lets two nodes fetch one piece from the origin.
  */
 export class FrameWriter {
-  private chain: Promise<void> = Promise.resolve()
+  private readonly control: Job[] = []
+  private readonly pieces: Job[] = []
+  private writing = false
 
   constructor(
     private readonly stream: Stream,
@@ -165,7 +176,8 @@ export class FrameWriter {
   ) {}
 
   send(msg: Message): Promise<void> {
-    return this.sendParts([encodeFrame(msg)])
+    const frame = encodeFrame(msg)
+    return this.enqueue(this.control, () => [frame])
   }
 
   /**
@@ -174,7 +186,7 @@ export class FrameWriter {
    */
   async sendPiece(index: number, data: Uint8Array, wanted: () => boolean = () => true): Promise<boolean> {
     let sent = false
-    await this.sendParts(() => {
+    await this.enqueue(this.pieces, () => {
       if (!wanted()) return []
       sent = true
       return encodePieceFrame(index, data)
@@ -182,24 +194,43 @@ export class FrameWriter {
     return sent
   }
 
-  private sendParts(partsOf: Uint8Array[] | (() => Uint8Array[])): Promise<void> {
-    const p = this.chain.then(async () => {
-      if (this.stream.status !== 'open') throw new ShoalError('ABORTED', 'stream closed')
-      const parts = typeof partsOf === 'function' ? partsOf() : partsOf
-      for (const part of parts) if (part.byteLength > 0) this.stream.send(part)
-      while (this.stream.writeBufferLength > this.highWater && this.stream.status === 'open') {
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            this.stream.removeEventListener('drain', done)
-            this.stream.removeEventListener('close', done)
-            resolve()
-          }
-          this.stream.addEventListener('drain', done)
-          this.stream.addEventListener('close', done)
-        })
-      }
+  private enqueue(queue: Job[], parts: () => Uint8Array[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      queue.push({ parts, resolve, reject })
+      if (!this.writing) void this.drainQueues()
     })
-    this.chain = p.catch(() => {})
-    return p
+  }
+
+  private async drainQueues(): Promise<void> {
+    this.writing = true
+    try {
+      for (let job = this.control.shift() ?? this.pieces.shift(); job !== undefined; ) {
+        try {
+          await this.write(job.parts)
+          job.resolve()
+        } catch (err) {
+          job.reject(err)
+        }
+        job = this.control.shift() ?? this.pieces.shift()
+      }
+    } finally {
+      this.writing = false
+    }
+  }
+
+  private async write(partsOf: () => Uint8Array[]): Promise<void> {
+    if (this.stream.status !== 'open') throw new ShoalError('ABORTED', 'stream closed')
+    for (const part of partsOf()) if (part.byteLength > 0) this.stream.send(part)
+    while (this.stream.writeBufferLength > this.highWater && this.stream.status === 'open') {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.stream.removeEventListener('drain', done)
+          this.stream.removeEventListener('close', done)
+          resolve()
+        }
+        this.stream.addEventListener('drain', done)
+        this.stream.addEventListener('close', done)
+      })
+    }
   }
 }

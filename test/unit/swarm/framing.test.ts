@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { encodeFrame, encodePieceFrame, FrameDecoder, releasePiece } from '../../../src/swarm/framing.js'
+import { encodeFrame, encodePieceFrame, FrameDecoder, FrameWriter, releasePiece } from '../../../src/swarm/framing.js'
 
 describe('piece protocol framing', () => {
   test('a Piece frame sent as header + data is byte for byte what the protobuf codec gives', () => {
@@ -84,5 +85,63 @@ describe('piece protocol framing', () => {
     const decoder = new FrameDecoder(1000)
     const [head] = encodePieceFrame(1, new Uint8Array(5000))
     assert.throws(() => decoder.push(head), { code: 'SIZE_INVALID' })
+  })
+})
+
+/** A stream whose write buffer empties only when the test says so. */
+class HeldStream extends EventTarget {
+  status = 'open'
+  writeBufferLength = 0
+  readonly written: Uint8Array[] = []
+  send(part: Uint8Array): boolean {
+    this.written.push(part)
+    this.writeBufferLength += part.byteLength
+    return false
+  }
+  flush(): void {
+    this.writeBufferLength = 0
+    this.dispatchEvent(new Event('drain'))
+  }
+}
+
+describe('FrameWriter', () => {
+  test('control messages go ahead of pieces waiting for their turn, never into the middle of one', async () => {
+    const stream = new HeldStream()
+    const writer = new FrameWriter(stream as unknown as Stream, 1024)
+    const piece = (i: number) => new Uint8Array(64 * 1024).fill(i)
+    const order: string[] = []
+    const p1 = writer.sendPiece(1, piece(1)).then(() => order.push('piece 1'))
+    const p2 = writer.sendPiece(2, piece(2)).then(() => order.push('piece 2'))
+    const claim = writer.send({ claim: { index: 7, queued: false, takeover: true } }).then(() => order.push('claim'))
+    const have = writer
+      .send({ have: { index: 1, hash: new Uint8Array(32), received: true } })
+      .then(() => order.push('have'))
+    // Piece 1 is in the stream's buffer, over the high-water mark: everything else waits.
+    await new Promise((r) => setImmediate(r))
+    assert.equal(stream.written.length, 2, 'piece 1: header and data')
+    for (let k = 0; k < 3; k++) {
+      stream.flush()
+      await new Promise((r) => setImmediate(r))
+    }
+    await Promise.all([p1, p2, claim, have])
+    assert.deepEqual(order, ['piece 1', 'claim', 'have', 'piece 2'])
+    const decoder = new FrameDecoder(1024 * 1024)
+    const frames = decoder.push(Buffer.concat(stream.written))
+    assert.deepEqual(
+      frames.map((f) => (f.piece !== undefined ? `piece ${f.piece.index}` : f.claim !== undefined ? 'claim' : 'have')),
+      ['piece 1', 'claim', 'have', 'piece 2'],
+    )
+    for (const f of frames) if (f.piece !== undefined) releasePiece(f.piece.data)
+  })
+
+  test('a closed stream fails each send, and later sends are still tried', async () => {
+    const stream = new HeldStream()
+    stream.status = 'closed'
+    const writer = new FrameWriter(stream as unknown as Stream, 1024)
+    await assert.rejects(writer.sendPiece(1, new Uint8Array(10)), { code: 'ABORTED' })
+    await assert.rejects(writer.send({ cancel: { index: 1 } }), { code: 'ABORTED' })
+    stream.status = 'open'
+    await writer.send({ cancel: { index: 2 } })
+    assert.equal(stream.written.length, 1)
   })
 })
