@@ -44,6 +44,11 @@ export interface TransferInit {
   claimTimeoutMs?: number
   /** Between claiming a piece and fetching it, for simultaneous claims to be seen and settled. */
   claimSettleMs?: number
+  /**
+   * Between taking over a piece queued at another downloader and fetching it: long enough for the
+   * owner's Claim that it started the piece meanwhile, or another taker's, to arrive under load.
+   */
+  takeoverSettleMs?: number
   /** The longest origin fetches wait for sessions whose Hello has not come yet. */
   helloWaitMs?: number
 }
@@ -69,6 +74,9 @@ const DEFAULTS = {
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
   claimSettleMs: 200,
+  // P2 with 200 ms: 3 of 54 takeovers fetched a piece the owner or another taker had started;
+  // their Claims came 250–470 ms late on busy sessions.
+  takeoverSettleMs: 1_000,
   // The session-open bound (dial, Noise, Hello) of the piece exchange.
   helloWaitMs: 15_000,
   claimTimeoutMs: 30_000,
@@ -366,7 +374,8 @@ export class Transfer implements LocalBlob {
       }
       // Two downloaders whose views differed may claim one piece at once: both wait a moment,
       // and the one rendezvous ranks lower yields. Deterministic, without a coordinator.
-      if (now - (this.claimStarted.get(i) ?? 0) < this.opts.claimSettleMs) continue
+      const settle = this.takenOver.has(i) ? this.opts.takeoverSettleMs : this.opts.claimSettleMs
+      if (now - (this.claimStarted.get(i) ?? 0) < settle) continue
       if (this.yieldsTo(i)) continue
       if (waiting || this.originInflight >= this.opts.originConcurrency) continue
       // One of this node's few origin slots (see OriginGate), lowest piece first: pieces then come
@@ -392,11 +401,11 @@ export class Transfer implements LocalBlob {
 
   /**
    * This node has no origin pieces of its own left and its origin slots are idle: it takes over one
-   * piece still queued at another downloader, the last of the longest queue (the one that
+   * piece still queued at another downloader, from the back half of the longest queue (pieces that
    * downloader would fetch last). The rendezvous gives some nodes twice the pieces of others, and
    * each fetches its own through a slot or two: at the end of a cold herd the origin's link idled
    * while the last queues drained (lab P1: the origin's rate fell from 11.4 to 2–7 MiB/s for its
-   * last 5–8 s). After `claimSettleMs` the piece goes through the scheduling loop like any claimed
+   * last 5–8 s). After `takeoverSettleMs` the piece goes through the scheduling loop like any claimed
    * piece (`yieldsTo` settles it with the queue's owner and with other takers).
    */
   private takeOver(peers: SwarmPeer[], now: number): void {
@@ -412,17 +421,17 @@ export class Transfer implements LocalBlob {
       if (queue === undefined) queues.set(claim.peer, [i])
       else queue.push(i)
     }
-    // The last piece of the longest queue; among queues as long, each taker its own (by its
-    // rendezvous score), so that two idle nodes rarely take over the same piece.
+    // From the back half of the longest queue (the pieces its owner would fetch last), the one
+    // this node ranks highest by rendezvous: idle nodes that look at one queue at once (a herd's
+    // late starters) then mostly take different pieces.
+    let longest: number[] = []
+    for (const queue of queues.values()) if (queue.length > longest.length) longest = queue
     let index: number | undefined
-    let longest = 0
     let best = -1n
-    for (const queue of queues.values()) {
-      const last = queue.at(-1) as number
-      const score = rendezvousScore(swarm.selfId, this.digest.value, last)
-      if (queue.length > longest || (queue.length === longest && score > best)) {
-        index = last
-        longest = queue.length
+    for (const i of longest.slice(Math.floor(longest.length / 2))) {
+      const score = rendezvousScore(swarm.selfId, this.digest.value, i)
+      if (score > best) {
+        index = i
         best = score
       }
     }
@@ -431,7 +440,7 @@ export class Transfer implements LocalBlob {
     this.claim(index, now)
     this.claimStarted.set(index, now)
     this.log.debug(
-      { piece: index, from: swarm.claimOf(index)?.peer, queued: longest },
+      { piece: index, from: swarm.claimOf(index)?.peer, queued: longest.length },
       'taking over a piece queued at another downloader',
     )
   }
