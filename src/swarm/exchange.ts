@@ -377,6 +377,10 @@ interface HeardClaim {
   orphanedAt?: number
 }
 
+function claimMessage(index: number, kind: ClaimKind): Message {
+  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } }
+}
+
 /** The view one transfer has of the swarm for its blob. */
 class TransferSwarm implements BlobSwarm {
   readonly selfId: string
@@ -429,7 +433,7 @@ class TransferSwarm implements BlobSwarm {
 
   announceClaim(index: number, kind: ClaimKind = {}): void {
     this.ownClaims.set(index, kind)
-    this.broadcast({ claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } })
+    this.broadcast(claimMessage(index, kind))
   }
 
   withdrawClaim(index: number): void {
@@ -835,7 +839,7 @@ export class PieceExchange implements SwarmAccess {
     await session.writer.send({ hello })
     // A newcomer must know which pieces we are already fetching from the origin.
     for (const [index, kind] of session.blob.swarm?.ownClaims ?? []) {
-      await session.writer.send({ claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } })
+      await session.writer.send(claimMessage(index, kind))
     }
   }
 
