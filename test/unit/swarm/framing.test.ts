@@ -81,6 +81,28 @@ describe('piece protocol framing', () => {
     }
   })
 
+  test('a large frame that is already whole when it comes is still assembled in a pooled buffer', () => {
+    const data = new Uint8Array(4 * 1024 * 1024).map((_, k) => (k * 7) & 255)
+    const all = Buffer.concat([
+      encodeFrame({ have: { index: 1, hash: new Uint8Array(32), received: false } }),
+      ...encodePieceFrame(5, data),
+      ...encodePieceFrame(6, data),
+    ])
+    // Many socket reads given at once, as a stream does to a reader that fell behind.
+    const reads: Uint8Array[] = []
+    for (let off = 0; off < all.length; off += 32 * 1024) reads.push(all.subarray(off, off + 32 * 1024))
+    const decoder = new FrameDecoder(32 * 1024 * 1024)
+    const got = decoder.push(new Uint8ArrayList(...reads))
+    assert.equal(got.length, 3)
+    assert.equal(decoder.buffered, 0)
+    for (const m of got.slice(1)) {
+      assert.ok(Buffer.from(m.piece?.data ?? []).equals(data))
+      // A pooled buffer has room for the frame's header (its class is the piece size + 64).
+      assert.equal(m.piece?.data.buffer.byteLength, 4 * 1024 * 1024 + 64)
+      releasePiece(m.piece?.data ?? new Uint8Array())
+    }
+  })
+
   test('a frame over the limit is refused before it is buffered', () => {
     const decoder = new FrameDecoder(1000)
     const [head] = encodePieceFrame(1, new Uint8Array(5000))
