@@ -360,6 +360,8 @@ class BlobSessions {
   swarm: TransferSwarm | undefined
   /** Claims heard from peers (kept also before a transfer starts here: a late joiner needs them). */
   readonly claims = new Map<number, HeardClaim>()
+  /** Queued pieces their owner left to a peer that took them over: piece → that peer. */
+  readonly yielded = new Map<number, string>()
   /** Peers whose session ended while they stayed connected, with when (see REJOIN_GRACE_MS). */
   readonly lost = new Map<string, { peer: PeerId; at: number; until: number; dialledAt: number }>()
   /** Pieces this node is sending, or sent and not yet announced by their recipient. */
@@ -378,7 +380,7 @@ interface HeardClaim {
 }
 
 function claimMessage(index: number, kind: ClaimKind): Message {
-  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true } }
+  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo: '' } }
 }
 
 /** The view one transfer has of the swarm for its blob. */
@@ -438,6 +440,15 @@ class TransferSwarm implements BlobSwarm {
 
   withdrawClaim(index: number): void {
     this.ownClaims.delete(index)
+  }
+
+  yieldClaim(index: number, taker: string): void {
+    this.ownClaims.delete(index)
+    this.broadcast({ claim: { index, queued: false, takeover: false, yieldTo: taker } })
+  }
+
+  yieldedTo(index: number): string | undefined {
+    return this.blob.yielded.get(index)
   }
 
   claimOf(index: number): HeardClaim | undefined {
@@ -1033,7 +1044,17 @@ export class PieceExchange implements SwarmAccess {
       session.blob.outgoing.done(m.have.index, session.id, m.have.received ? 'received' : 'have')
       swarm?.changed()
     }
-    if (m.claim !== undefined) {
+    if (m.claim !== undefined && m.claim.yieldTo !== '') {
+      // The sender left its queued piece to a peer that took it over: from now on that peer's
+      // claim (as a takeover, so that nobody takes it over again). The taker itself fetches it now.
+      const blob = session.blob
+      const { index, yieldTo } = m.claim
+      if (blob.yielded.size < 1_000_000) blob.yielded.set(index, yieldTo)
+      if (yieldTo !== this.selfId && blob.claims.size < 1_000_000) {
+        blob.claims.set(index, { peer: yieldTo, at: Date.now(), queued: false, takeover: true })
+      }
+      swarm?.changed()
+    } else if (m.claim !== undefined) {
       const blob = session.blob
       const { index, queued, takeover } = m.claim
       const now = Date.now()
@@ -1047,6 +1068,8 @@ export class PieceExchange implements SwarmAccess {
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
         blob.claims.set(index, { peer: session.id, at: now, queued, takeover: tookOver })
       }
+      // A takeover of a piece this node queued: it answers (yields) on its next round.
+      if (takeover && blob.swarm?.ownClaims.has(index) === true) swarm?.changed()
     }
     if (m.piece !== undefined && !session.onPiece(m.piece.index, m.piece.data)) {
       this.stats.bytesUnwanted += m.piece.data.byteLength

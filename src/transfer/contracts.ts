@@ -79,6 +79,13 @@ export interface BlobSwarm {
   announceClaim(index: number, kind?: ClaimKind): void
   /** This node no longer claims piece `index` (another took it over): newcomers are not told of it. */
   withdrawClaim?(index: number): void
+  /**
+   * This node leaves its queued piece `index` to `taker`, whose takeover it heard: the claim is
+   * withdrawn and every peer is told, the taker's go-ahead.
+   */
+  yieldClaim?(index: number, taker: string): void
+  /** The peer a queued piece's owner left it to (see `yieldClaim`), this node included. */
+  yieldedTo?(index: number): string | undefined
   /** The latest claim another peer made on a piece, with when it was heard. */
   claimOf(index: number): ({ peer: string; at: number } & ClaimKind) | undefined
   ban(peerId: string, reason: string): void

@@ -45,10 +45,11 @@ export interface TransferInit {
   /** Between claiming a piece and fetching it, for simultaneous claims to be seen and settled. */
   claimSettleMs?: number
   /**
-   * Between taking over a piece queued at another downloader and fetching it: long enough for the
-   * owner's Claim that it started the piece meanwhile, or another taker's, to arrive under load.
+   * A piece taken over from another downloader's queue is fetched on that owner's go-ahead (it
+   * yields the piece, see `BlobSwarm.yieldClaim`); from an owner that never says (one that predates
+   * it), after this long unless the owner's Claim that it started the piece came meanwhile.
    */
-  takeoverSettleMs?: number
+  takeoverWaitMs?: number
   /** The longest origin fetches wait for sessions whose Hello has not come yet. */
   helloWaitMs?: number
 }
@@ -74,9 +75,10 @@ const DEFAULTS = {
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
   claimSettleMs: 200,
-  // P2 with 200 ms: 3 of 54 takeovers fetched a piece the owner or another taker had started;
-  // their Claims came 250–470 ms late on busy sessions.
-  takeoverSettleMs: 1_000,
+  // Without the owner's go-ahead, a fixed wait was not enough: with 200 ms, 3 of 54 takeovers in a
+  // lab P2 fetched a piece the owner had started (Claims 250–470 ms late on busy sessions); with
+  // 1 s, 3 of ~8 in a P1 (1.5–2.6 s late, behind piece data on the connection).
+  takeoverWaitMs: 5_000,
   // The session-open bound (dial, Noise, Hello) of the piece exchange.
   helloWaitMs: 15_000,
   claimTimeoutMs: 30_000,
@@ -373,10 +375,12 @@ export class Transfer implements LocalBlob {
         this.claimStarted.set(i, now)
       }
       // Two downloaders whose views differed may claim one piece at once: both wait a moment,
-      // and the one rendezvous ranks lower yields. Deterministic, without a coordinator.
-      const settle = this.takenOver.has(i) ? this.opts.takeoverSettleMs : this.opts.claimSettleMs
-      if (now - (this.claimStarted.get(i) ?? 0) < settle) continue
-      if (this.yieldsTo(i)) continue
+      // and the one rendezvous ranks lower yields. Deterministic, without a coordinator. A piece
+      // taken over waits for its owner's go-ahead instead.
+      const takingOver = this.takenOver.has(i)
+      if (!takingOver && now - (this.claimStarted.get(i) ?? 0) < this.opts.claimSettleMs) continue
+      if (this.yieldsTo(i, now)) continue
+      if (takingOver && !this.goAhead(i, now)) continue
       if (waiting || this.originInflight >= this.opts.originConcurrency) continue
       // One of this node's few origin slots (see OriginGate), lowest piece first: pieces then come
       // whole one after another, and peers exchange them while the origin sends the rest. The loop
@@ -405,8 +409,9 @@ export class Transfer implements LocalBlob {
    * downloader would fetch last). The rendezvous gives some nodes twice the pieces of others, and
    * each fetches its own through a slot or two: at the end of a cold herd the origin's link idled
    * while the last queues drained (lab P1: the origin's rate fell from 11.4 to 2–7 MiB/s for its
-   * last 5–8 s). After `takeoverSettleMs` the piece goes through the scheduling loop like any claimed
-   * piece (`yieldsTo` settles it with the queue's owner and with other takers).
+   * last 5–8 s). The piece then goes through the scheduling loop like any claimed piece, and is
+   * fetched once its owner left it to this node (`goAhead`; `yieldsTo` settles it with the owner
+   * and with other takers).
    */
   private takeOver(peers: SwarmPeer[], now: number): void {
     const swarm = this.swarm
@@ -474,27 +479,48 @@ export class Transfer implements LocalBlob {
    * Another downloader claimed a piece this node claimed and has not started: true when this node
    * leaves it to that one. Two that each think the piece theirs (their views of the downloaders
    * differed): the higher rendezvous score keeps it. A takeover of this node's queued piece: the
-   * taker keeps it. A taker whose piece's owner has started fetching it meanwhile: the owner keeps it.
+   * taker keeps it, and is told so (`yieldClaim`). A taker keeps the piece its owner left to it,
+   * leaves one the owner left to another taker or started fetching itself; from an owner that
+   * never says (see `takeoverWaitMs`), of two takers the higher rendezvous score keeps it.
    */
-  private yieldsTo(index: number): boolean {
+  private yieldsTo(index: number, now: number): boolean {
     const swarm = this.swarm
-    const other = swarm?.claimOf(index)
-    if (swarm === undefined || other === undefined) return false
-    const ranksHigher =
-      rendezvousScore(other.peer, this.digest.value, index) > rendezvousScore(swarm.selfId, this.digest.value, index)
+    if (swarm === undefined) return false
+    const other = swarm.claimOf(index)
+    const ranksHigher = (peer: string): boolean =>
+      rendezvousScore(peer, this.digest.value, index) > rendezvousScore(swarm.selfId, this.digest.value, index)
     const takingOver = this.takenOver.has(index)
-    const yields =
-      other.takeover === true
-        ? !takingOver || ranksHigher
-        : other.queued === true
-          ? !takingOver && ranksHigher
-          : takingOver || ranksHigher
+    let yields: boolean
+    if (takingOver) {
+      const to = swarm.yieldedTo?.(index)
+      const waited = now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
+      yields =
+        to !== undefined
+          ? to !== swarm.selfId
+          : other === undefined
+            ? false
+            : other.takeover === true
+              ? waited && ranksHigher(other.peer)
+              : other.queued !== true
+    } else {
+      if (other === undefined) return false
+      yields = other.takeover === true || ranksHigher(other.peer)
+    }
     if (!yields) return false
     this.claimedAt.delete(index)
     this.claimStarted.delete(index)
     this.takenOver.delete(index)
-    swarm.withdrawClaim?.(index)
+    // The owner answers the takeover it heard: that taker's go-ahead (one taker, whoever else asks).
+    if (!takingOver && other?.takeover === true && swarm.yieldClaim !== undefined) swarm.yieldClaim(index, other.peer)
+    else swarm.withdrawClaim?.(index)
     return true
+  }
+
+  /** A piece taken over may be fetched: its owner left it to this node, or never said (bounded). */
+  private goAhead(index: number, now: number): boolean {
+    const to = this.swarm?.yieldedTo?.(index)
+    if (to !== undefined) return to === this.swarm?.selfId
+    return now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
   }
 
   /** Says (again) that this node fetches piece `index`: queued, taken over, or fetching now. */

@@ -342,6 +342,7 @@ export interface Claim {
   index: number
   queued: boolean
   takeover: boolean
+  yieldTo: string
 }
 
 export namespace Claim {
@@ -369,6 +370,11 @@ export namespace Claim {
           w.bool(obj.takeover)
         }
 
+        if ((obj.yieldTo != null && obj.yieldTo !== '')) {
+          w.uint32(34)
+          w.string(obj.yieldTo)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -376,7 +382,8 @@ export namespace Claim {
         const obj: any = {
           index: 0,
           queued: false,
-          takeover: false
+          takeover: false,
+          yieldTo: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -395,6 +402,10 @@ export namespace Claim {
             }
             case 3: {
               obj.takeover = reader.bool()
+              break
+            }
+            case 4: {
+              obj.yieldTo = reader.string()
               break
             }
             default: {
@@ -433,6 +444,13 @@ export namespace Claim {
               }
               break
             }
+            case 4: {
+              yield {
+                field: `${prefix}.yieldTo`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -460,6 +478,11 @@ export namespace Claim {
     value: boolean
   }
 
+  export interface ClaimYieldToFieldEvent {
+    field: '$.yieldTo'
+    value: string
+  }
+
   export function encode (obj: Partial<Claim>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Claim.codec())
   }
@@ -468,7 +491,7 @@ export namespace Claim {
     return decodeMessage(buf, Claim.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent | ClaimYieldToFieldEvent> {
     return streamMessage(buf, Claim.codec(), opts)
   }
 }
@@ -1408,6 +1431,11 @@ export namespace Message {
     value: boolean
   }
 
+  export interface MessageClaimYieldToFieldEvent {
+    field: '$.claim.yieldTo'
+    value: string
+  }
+
   export interface MessageRequestIndexFieldEvent {
     field: '$.request.index'
     value: number
@@ -1463,7 +1491,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageClaimYieldToFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }

@@ -28,7 +28,7 @@ describe('piece protocol framing', () => {
     const frames = [
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: true } }),
       ...encodePieceFrame(9, new Uint8Array(70_000).fill(1)),
-      encodeFrame({ claim: { index: 4, queued: true, takeover: false } }),
+      encodeFrame({ claim: { index: 4, queued: true, takeover: false, yieldTo: '' } }),
     ]
     const all = Buffer.concat(frames)
     const decoder = new FrameDecoder(1024 * 1024)
@@ -51,7 +51,7 @@ describe('piece protocol framing', () => {
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: false } }),
       ...encodePieceFrame(2, piece(2)),
       ...encodePieceFrame(300, piece(3)),
-      encodeFrame({ claim: { index: 4, queued: false, takeover: true } }),
+      encodeFrame({ claim: { index: 4, queued: false, takeover: false, yieldTo: '12D3KooWtaker' } }),
     ]
     const all = Buffer.concat(frames)
     const edges: number[] = []
@@ -75,6 +75,7 @@ describe('piece protocol framing', () => {
         assert.equal(got[3]?.piece?.index, 300)
         assert.ok(Buffer.from(got[3]?.piece?.data ?? []).equals(piece(3)), `piece 3, step ${step}`)
         assert.equal(got[4]?.claim?.index, 4)
+        assert.equal(got[4]?.claim?.yieldTo, '12D3KooWtaker')
         assert.equal(decoder.buffered, 0)
         for (const m of got) if (m.piece !== undefined) releasePiece(m.piece.data)
       }
@@ -134,7 +135,9 @@ describe('FrameWriter', () => {
     const order: string[] = []
     const p1 = writer.sendPiece(1, piece(1)).then(() => order.push('piece 1'))
     const p2 = writer.sendPiece(2, piece(2)).then(() => order.push('piece 2'))
-    const claim = writer.send({ claim: { index: 7, queued: false, takeover: true } }).then(() => order.push('claim'))
+    const claim = writer
+      .send({ claim: { index: 7, queued: false, takeover: true, yieldTo: '' } })
+      .then(() => order.push('claim'))
     const have = writer
       .send({ have: { index: 1, hash: new Uint8Array(32), received: true } })
       .then(() => order.push('have'))

@@ -991,16 +991,19 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
 
   /**
    * Self and the given peers (holding nothing), every origin request held at its first byte until
-   * `gate` opens; records what self announces and withdraws.
+   * `gate` opens; records what self announces, withdraws and yields. `yieldedTo`: the owners'
+   * go-aheads (none: owners that never say, so a taker goes after `takeoverWaitMs`).
    */
   function setup(
     peers: SwarmPeer[],
     claimOf: (i: number) => Claim,
-    takeoverSettleMs = 0,
+    takeoverWaitMs = 0,
     data = randomBytes(PIECES * PIECE),
+    yieldedTo?: (i: number) => string | undefined,
   ) {
     const claims: { index: number; kind: ClaimKind }[] = []
     const withdrawn: number[] = []
+    const yielded: [number, string][] = []
     const swarm: BlobSwarm = {
       ...fakeSwarm([]),
       peers: () => peers,
@@ -1011,16 +1014,20 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       withdrawClaim: (index) => {
         withdrawn.push(index)
       },
+      yieldClaim: (index, taker) => {
+        yielded.push([index, taker])
+      },
+      ...(yieldedTo === undefined ? {} : { yieldedTo }),
       claimOf,
     }
     const gate = deferred()
     const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: gate.promise }))
     const t = new Transfer(
-      { digest: digestOf(data), size: data.length, claimSettleMs: 0, takeoverSettleMs },
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0, takeoverWaitMs },
       { store, logger: silentLogger(), origin, swarm },
     )
     const pieceOf = (call: { start: number }) => call.start / PIECE
-    return { t, origin, gate, claims, withdrawn, pieceOf }
+    return { t, origin, gate, claims, withdrawn, yielded, pieceOf }
   }
 
   /** Queues of pieces claimed by other downloaders that have not started them. */
@@ -1106,7 +1113,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       if (rendezvousScore('self', d, 6) > rendezvousScore('a', d, 6)) break
       data = randomBytes(PIECES * PIECE)
     }
-    const { t, origin, gate, claims, withdrawn, pieceOf } = setup(
+    const { t, origin, gate, claims, withdrawn, yielded, pieceOf } = setup(
       [seed],
       (i) => (i === 6 && taken ? { peer: 'a', at: Date.now(), takeover: true } : undefined),
       0,
@@ -1126,8 +1133,48 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       origin.calls.every((c) => pieceOf(c) !== 6),
       `6 not fetched: ${origin.calls.map(pieceOf)}`,
     )
-    assert.ok(withdrawn.includes(6))
+    assert.deepEqual(yielded, [[6, 'a']], 'left to the taker, which is told so')
+    assert.ok(!withdrawn.includes(6), 'yielded, not just withdrawn')
     assert.equal(t.has(6), false)
+    await end(t)
+  })
+
+  test("a taker fetches on the owner's go-ahead, not before", { timeout: TEST_TIMEOUT }, async () => {
+    let goAhead: number | undefined
+    const { t, origin, claims, pieceOf } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      queued,
+      60_000,
+      undefined,
+      (i) => (i === goAhead ? 'self' : undefined),
+    )
+    await t.start()
+    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
+    const taken = claims.find((c) => c.kind.takeover === true)?.index as number
+    await sleep(700)
+    assert.equal(origin.calls.length, 0, 'no fetch without the go-ahead')
+    goAhead = taken
+    await waitFor('the fetch', () => origin.calls.length === 1)
+    assert.equal(pieceOf(origin.calls[0] as { start: number }), taken)
+    await end(t)
+  })
+
+  test('a taker stands back when the owner left the piece to another taker', { timeout: TEST_TIMEOUT }, async () => {
+    let other: number | undefined
+    const { t, origin, claims, withdrawn } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      // The other taker's claim: a takeover, which before the go-ahead does not decide anything.
+      (i) => (i === other ? { peer: 'c', at: Date.now(), takeover: true } : queued(i)),
+      60_000,
+      undefined,
+      (i) => (i === other ? 'c' : undefined),
+    )
+    await t.start()
+    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
+    other = claims.find((c) => c.kind.takeover === true)?.index as number
+    await waitFor('standing back', () => withdrawn.includes(other as number))
+    await sleep(300)
+    assert.equal(origin.calls.length, 0)
     await end(t)
   })
 })

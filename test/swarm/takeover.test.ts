@@ -1,0 +1,66 @@
+/**
+ * A takeover's go-ahead over real libp2p nodes on loopback: an owner with a queued claim, a node
+ * that takes the piece over, and a bystander. When the owner yields the piece to the taker, the
+ * taker learns it may fetch it, and the bystander that the piece is the taker's now (so it neither
+ * fetches it nor takes it over itself).
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { after, describe, it } from 'node:test'
+import { parseDigest } from '../../src/oci/digest.js'
+import type { BlobSwarm } from '../../src/transfer/contracts.js'
+import { ExchangeGroup, type ExchangeNode, PIECE } from '../helpers/exchange.js'
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (cond()) return
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  assert.fail(`timed out waiting for ${what}`)
+}
+
+describe('swarm: a queued piece left to the node that took it over', { timeout: 60_000 }, () => {
+  const group = new ExchangeGroup()
+
+  after(async () => {
+    await group.stop()
+  })
+
+  it('the owner yields to the taker: the taker gets the go-ahead, a bystander sees the piece as taken', async () => {
+    const data = randomBytes(2 * PIECE)
+    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const none = async () => undefined
+    const owner = await group.start('owner', none)
+    const taker = await group.start('taker', none)
+    const bystander = await group.start('bystander', none)
+    const dial = async (from: ExchangeNode, to: ExchangeNode) => {
+      const addr = to.node.libp2p.getMultiaddrs()[0]
+      assert.ok(addr !== undefined)
+      await from.node.libp2p.dial(addr)
+    }
+    await dial(owner, taker)
+    await dial(owner, bystander)
+    await dial(taker, bystander)
+
+    const swarms = [owner, taker, bystander].map((n) => group.join(n, digest, data.length, 2))
+    const [o, t, b] = swarms as [BlobSwarm, BlobSwarm, BlobSwarm]
+    await Promise.all(swarms.map((s) => s.ready))
+    await until('every node in session with both others', () => swarms.every((s) => s.peers().length === 2))
+
+    o.announceClaim(1, { queued: true })
+    await until('the queued claim heard', () => t.claimOf(1)?.queued === true && b.claimOf(1)?.queued === true)
+    assert.equal(t.claimOf(1)?.peer, o.selfId)
+
+    t.announceClaim(1, { takeover: true })
+    await until('the takeover heard', () => o.claimOf(1)?.takeover === true && b.claimOf(1)?.takeover === true)
+    assert.equal(t.yieldedTo?.(1), undefined, 'no go-ahead before the owner says so')
+
+    o.yieldClaim?.(1, t.selfId)
+    await until('the go-ahead', () => t.yieldedTo?.(1) === t.selfId && b.yieldedTo?.(1) === t.selfId)
+    const seen = b.claimOf(1)
+    assert.equal(seen?.peer, t.selfId, "the bystander holds the taker's claim")
+    assert.equal(seen?.queued, false, 'not queued: nobody takes it over again')
+    assert.equal(seen?.takeover, true)
+    assert.equal(o.yieldedTo?.(0), undefined, 'other pieces untouched')
+  })
+})
