@@ -632,6 +632,8 @@ export class PieceExchange implements SwarmAccess {
     const blob = this.blobFor(digest)
     blob.size = size
     for (const s of blob.sessions.values()) s.sizeKnown(size)
+    // Go-aheads were for an earlier transfer of this blob (one that failed): a new one asks again.
+    blob.yielded.clear()
     const swarm = new TransferSwarm(this, blob, local)
     blob.swarm = swarm
     this.transfers++

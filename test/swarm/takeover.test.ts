@@ -62,5 +62,10 @@ describe('swarm: a queued piece left to the node that took it over', { timeout: 
     assert.equal(seen?.queued, false, 'not queued: nobody takes it over again')
     assert.equal(seen?.takeover, true)
     assert.equal(o.yieldedTo?.(0), undefined, 'other pieces untouched')
+
+    // A later transfer of the blob on the taker (the first one failed) asks again.
+    t.close()
+    const again = group.join(taker, digest, data.length, 2)
+    assert.equal(again.yieldedTo?.(1), undefined, "an earlier transfer's go-ahead is not reused")
   })
 })
