@@ -379,8 +379,9 @@ interface HeardClaim {
   orphanedAt?: number
 }
 
-function claimMessage(index: number, kind: ClaimKind): Message {
-  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo: '' } }
+/** A Claim of `kind`; with `yieldTo`, the claimer leaves the piece to that peer instead. */
+function claimMessage(index: number, kind: ClaimKind, yieldTo = ''): Message {
+  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo } }
 }
 
 /** The view one transfer has of the swarm for its blob. */
@@ -444,7 +445,7 @@ class TransferSwarm implements BlobSwarm {
 
   yieldClaim(index: number, taker: string): void {
     this.ownClaims.delete(index)
-    this.broadcast({ claim: { index, queued: false, takeover: false, yieldTo: taker } })
+    this.broadcast(claimMessage(index, {}, taker))
   }
 
   yieldedTo(index: number): string | undefined {

@@ -10,14 +10,7 @@ import { after, describe, it } from 'node:test'
 import { parseDigest } from '../../src/oci/digest.js'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
 import { ExchangeGroup, type ExchangeNode, PIECE } from '../helpers/exchange.js'
-
-async function until(what: string, cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (cond()) return
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  assert.fail(`timed out waiting for ${what}`)
-}
+import { waitFor } from '../helpers/swarm.js'
 
 describe('swarm: a queued piece left to the node that took it over', { timeout: 60_000 }, () => {
   const group = new ExchangeGroup()
@@ -45,18 +38,18 @@ describe('swarm: a queued piece left to the node that took it over', { timeout: 
     const swarms = [owner, taker, bystander].map((n) => group.join(n, digest, data.length, 2))
     const [o, t, b] = swarms as [BlobSwarm, BlobSwarm, BlobSwarm]
     await Promise.all(swarms.map((s) => s.ready))
-    await until('every node in session with both others', () => swarms.every((s) => s.peers().length === 2))
+    await waitFor('every node in session with both others', () => swarms.every((s) => s.peers().length === 2))
 
     o.announceClaim(1, { queued: true })
-    await until('the queued claim heard', () => t.claimOf(1)?.queued === true && b.claimOf(1)?.queued === true)
+    await waitFor('the queued claim heard', () => t.claimOf(1)?.queued === true && b.claimOf(1)?.queued === true)
     assert.equal(t.claimOf(1)?.peer, o.selfId)
 
     t.announceClaim(1, { takeover: true })
-    await until('the takeover heard', () => o.claimOf(1)?.takeover === true && b.claimOf(1)?.takeover === true)
+    await waitFor('the takeover heard', () => o.claimOf(1)?.takeover === true && b.claimOf(1)?.takeover === true)
     assert.equal(t.yieldedTo?.(1), undefined, 'no go-ahead before the owner says so')
 
     o.yieldClaim?.(1, t.selfId)
-    await until('the go-ahead', () => t.yieldedTo?.(1) === t.selfId && b.yieldedTo?.(1) === t.selfId)
+    await waitFor('the go-ahead', () => t.yieldedTo?.(1) === t.selfId && b.yieldedTo?.(1) === t.selfId)
     const seen = b.claimOf(1)
     assert.equal(seen?.peer, t.selfId, "the bystander holds the taker's claim")
     assert.equal(seen?.queued, false, 'not queued: nobody takes it over again')
