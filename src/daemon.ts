@@ -216,6 +216,8 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           dataDir: config.dataDir,
           defaultUpstream: config.defaultUpstream.href,
           swarm: node === undefined ? 'off' : node.peerId.toString(),
+          // glibc.malloc.hugetlb=1 when the daemon runs on huge pages (src/cli/huge-pages.ts).
+          glibcTunables: process.env.GLIBC_TUNABLES,
         },
         'shoal daemon ready',
       )

@@ -1,6 +1,6 @@
 /**
  * V8 settings the daemon runs with, applied before anything else is loaded (this module is the
- * entry point's first import, so its body runs before the rest of the program's).
+ * program's first import, so its body runs before the rest of the program's).
  *
  * `--external-memory-accounted-in-global-limit`: V8 13.6 (Node 24) starts a full collection
  * whenever memory outside its heap — Buffers — has grown by 64 MB since the last one. Every piece

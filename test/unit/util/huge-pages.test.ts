@@ -1,0 +1,113 @@
+/**
+ * The daemon's restart onto glibc's huge-page malloc (src/cli/huge-pages.ts): when it happens,
+ * and that a real `shoal daemon` runs with the tunable under its own PID.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { hugePageEnv } from '../../../src/cli/huge-pages.js'
+
+const CLI = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url))
+const DAEMON = ['node', 'main.js', 'daemon', '--listen', '127.0.0.1:5000']
+const madvise = (): string => 'madvise'
+
+function thpMode(): string | undefined {
+  try {
+    return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1]
+  } catch {
+    return undefined
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address()
+      if (a === null || typeof a === 'string') return reject(new Error('no port'))
+      srv.close(() => resolve(a.port))
+    })
+  })
+}
+
+describe('huge-page malloc for the daemon', () => {
+  it('restarts only the daemon, on Linux, adding the tunable to any others', () => {
+    assert.equal(hugePageEnv(DAEMON, { PATH: '/bin' }, 'linux', madvise)?.GLIBC_TUNABLES, 'glibc.malloc.hugetlb=1')
+    assert.equal(hugePageEnv(DAEMON, { PATH: '/bin' }, 'linux', madvise)?.PATH, '/bin')
+    assert.equal(
+      hugePageEnv(DAEMON, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }, 'linux', madvise)?.GLIBC_TUNABLES,
+      'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1',
+    )
+    // THP unknown (no sysfs file): glibc's madvise is harmless, so the daemon still restarts.
+    assert.ok(hugePageEnv(DAEMON, {}, 'linux', () => undefined) !== undefined)
+    assert.equal(hugePageEnv(['node', 'main.js', 'pull', 'alpine'], {}, 'linux', madvise), undefined)
+    assert.equal(hugePageEnv(['node', 'main.js'], {}, 'linux', madvise), undefined)
+    assert.equal(hugePageEnv(DAEMON, {}, 'darwin', madvise), undefined)
+  })
+
+  it("leaves the operator's choice alone: the tunable already set (even =0), SHOAL_HUGE_PAGES=off, THP never", () => {
+    assert.equal(hugePageEnv(DAEMON, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, 'linux', madvise), undefined)
+    assert.equal(
+      hugePageEnv(DAEMON, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2' }, 'linux', madvise),
+      undefined,
+    )
+    assert.equal(hugePageEnv(DAEMON, { SHOAL_HUGE_PAGES: 'off' }, 'linux', madvise), undefined)
+    assert.equal(hugePageEnv(DAEMON, { SHOAL_HUGE_PAGES: 'OFF' }, 'linux', madvise), undefined)
+    assert.equal(
+      hugePageEnv(DAEMON, {}, 'linux', () => 'never'),
+      undefined,
+    )
+  })
+
+  it('a real daemon runs with the tunable under the PID it was started with, and says so', async (t) => {
+    if (process.platform !== 'linux') return t.diagnostic('not Linux: the daemon is never restarted')
+    const dir = await mkdtemp(join(tmpdir(), 'shoal-hugepages-'))
+    const port = await freePort()
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }
+    const args = [CLI, 'daemon', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')]
+    const child = spawn(process.execPath, [...args, '--default-upstream', 'http://127.0.0.1:9'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const pid = child.pid
+    assert.ok(pid !== undefined)
+    try {
+      let out = ''
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString()
+      })
+      const deadline = Date.now() + 30_000
+      while (!out.includes('shoal daemon ready') && child.exitCode === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      assert.ok(out.includes('shoal daemon ready'), `the daemon did not start: ${out}`)
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
+      const ready = JSON.parse(out.split('\n').find((l) => l.includes('shoal daemon ready')) ?? '{}') as {
+        glibcTunables?: string
+      }
+      if (thpMode() === 'never') {
+        assert.ok(!environ.some((e) => e.startsWith('GLIBC_TUNABLES=')), 'no restart when THP is never')
+        assert.equal(ready.glibcTunables, undefined)
+      } else {
+        assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'), 'the same PID runs with the tunable')
+        assert.equal(ready.glibcTunables, 'glibc.malloc.hugetlb=1')
+        // The restart keeps the command line (Node's own flags included) as it was.
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+          .split('\0')
+          .filter((a) => a !== '')
+        assert.deepEqual(cmdline.slice(1, 1 + args.length), args)
+      }
+    } finally {
+      if (child.exitCode === null) process.kill(pid, 'SIGTERM')
+      await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)))
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
