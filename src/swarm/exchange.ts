@@ -376,21 +376,12 @@ interface HeardClaim {
   at: number
   queued: boolean
   takeover: boolean
-  hedge?: boolean
   orphanedAt?: number
 }
 
 /** A Claim of `kind`; with `yieldTo`, the claimer leaves the piece to that peer instead. */
 function claimMessage(index: number, kind: ClaimKind, yieldTo = ''): Message {
-  return {
-    claim: {
-      index,
-      queued: kind.queued === true,
-      takeover: kind.takeover === true,
-      yieldTo,
-      hedge: kind.hedge === true,
-    },
-  }
+  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo } }
 }
 
 /** The view one transfer has of the swarm for its blob. */
@@ -1068,7 +1059,7 @@ export class PieceExchange implements SwarmAccess {
       swarm?.changed()
     } else if (m.claim !== undefined) {
       const blob = session.blob
-      const { index, queued, takeover, hedge } = m.claim
+      const { index, queued, takeover } = m.claim
       const now = Date.now()
       const held = blob.claims.get(index)
       // A queued claim does not hide another peer's recent claim that it is fetching the piece (one
@@ -1078,7 +1069,7 @@ export class PieceExchange implements SwarmAccess {
         // A peer that took the piece over and now fetches it still holds it as a takeover: its
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
-        blob.claims.set(index, { peer: session.id, at: now, queued, takeover: tookOver, hedge })
+        blob.claims.set(index, { peer: session.id, at: now, queued, takeover: tookOver })
       }
       // A takeover of a piece this node queued: it answers (yields) on its next round.
       if (takeover && blob.swarm?.ownClaims.has(index) === true) swarm?.changed()

@@ -46,13 +46,11 @@ export interface SwarmPeer {
  * What a claim says beyond "this node fetches the piece from the origin". Neither: it is fetching
  * it (or is a node that predates these). `queued`: not yet, the piece waits for one of the node's
  * origin slots; a node with no origin pieces of its own left may take it over. `takeover`: the
- * node took it over from another's queue; the queued claimer leaves it. `hedge` (with `takeover`):
- * the node asks for a piece another is fetching too slowly; that one stops and yields it.
+ * node took it over from another's queue; the queued claimer leaves it.
  */
 export interface ClaimKind {
   queued?: boolean
   takeover?: boolean
-  hedge?: boolean
 }
 
 /** The peers interested in one blob, as one transfer sees them. */

@@ -50,13 +50,6 @@ export interface TransferInit {
    * it), after this long unless the owner's Claim that it started the piece came meanwhile.
    */
   takeoverWaitMs?: number
-  /**
-   * A piece the clients wait for (the first one missing), fetched from the origin by another node
-   * for longer than this many times the swarm's usual time for an origin piece, is asked for by another
-   * node (a hedge, see `hedge`): the fetcher stops and yields it. Not before `hedgeMinMs`.
-   */
-  hedgeFactor?: number
-  hedgeMinMs?: number
   /** The longest origin fetches wait for sessions whose Hello has not come yet. */
   helloWaitMs?: number
 }
@@ -82,8 +75,6 @@ const DEFAULTS = {
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
   claimSettleMs: 200,
-  hedgeFactor: 3,
-  hedgeMinMs: 4_000,
   // Without the owner's go-ahead, a fixed wait was not enough: with 200 ms, 3 of 54 takeovers in a
   // lab P2 fetched a piece the owner had started (Claims 250–470 ms late on busy sessions); with
   // 1 s, 3 of ~8 in a P1 (1.5–2.6 s late, behind piece data on the connection).
@@ -105,9 +96,6 @@ const FINAL_ORIGIN_ERRORS = new Set<string | undefined>([
 
 /** Missing pieces looked at for rarest-first choice (beyond, the order is by index anyway). */
 const RAREST_WINDOW = 256
-
-/** How often an origin fetch looks for a peer's hedge of its piece (see `Transfer.hedge`). */
-const HEDGE_CHECK_MS = 250
 
 /** Pieces per origin request while no peer is known (64 MiB at 4 MiB pieces). */
 const ALONE_RUN_PIECES = 16
@@ -161,14 +149,6 @@ export class Transfer implements LocalBlob {
   private readonly claimStarted = new Map<number, number>()
   /** Claimed pieces this node took over from another downloader's queue, not yet fetching. */
   private readonly takenOver = new Set<number>()
-  /** Of those, the pieces this node asked for as a hedge (taken over while another fetched them). */
-  private readonly hedging = new Set<number>()
-  /** Pieces this node has asked for as a hedge once (never twice). */
-  private readonly hedged = new Set<number>()
-  /** When this node first heard that another fetches each piece from the origin, and which. */
-  private readonly fetchingHeard = new Map<number, { peer: string; at: number }>()
-  /** How long other nodes' origin fetches of this blob's pieces took, as heard (last 16). */
-  private readonly originPieceMs: number[] = []
   /** When each other downloader was first seen: an owner's grace to claim starts there. */
   private readonly firstSeen = new Map<string, number>()
   private lastOriginProgress = 0
@@ -378,7 +358,6 @@ export class Transfer implements LocalBlob {
     let originSlots: number | undefined
     let waiting = false
     for (let i = 0; i < this.pieceCount; i++) {
-      this.noteOriginFetch(i, peers, now)
       if (this.have.has(i) || this.inflight.has(i)) continue
       if (peers.some((p) => p.has(i))) continue // a peer has it: requestFromPeers' business
       if (!swarmActive) {
@@ -413,42 +392,9 @@ export class Transfer implements LocalBlob {
       }
       this.fetchFromOrigin(i, 1, true)
     }
-    // A hedge does not wait for this node's own origin pieces: it asks for the piece clients wait for.
-    if (this.hedging.size === 0) this.hedge(peers, now)
     if (!waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
     this.refreshClaims(now)
     return waiting
-  }
-
-  /**
-   * Times other nodes' origin fetches: from the first claim heard that a node fetches piece `i`
-   * (not queued, not a hedge) to the piece being held anywhere.
-   */
-  private noteOriginFetch(i: number, peers: SwarmPeer[], now: number): void {
-    const heard = this.fetchingHeard.get(i)
-    if (this.have.has(i) || peers.some((p) => p.has(i))) {
-      if (heard !== undefined) {
-        this.fetchingHeard.delete(i)
-        this.notePieceMs(now - heard.at)
-      }
-      return
-    }
-    if (this.inflight.has(i)) return
-    const c = this.swarm?.claimOf(i)
-    if (c === undefined || c.queued === true || c.hedge === true) return
-    if (heard === undefined || heard.peer !== c.peer) this.fetchingHeard.set(i, { peer: c.peer, at: now })
-  }
-
-  private notePieceMs(ms: number): void {
-    this.originPieceMs.push(ms)
-    if (this.originPieceMs.length > 16) this.originPieceMs.shift()
-  }
-
-  /** The swarm's usual time for an origin piece (median of those heard), once two are known. */
-  private usualPieceMs(): number | undefined {
-    if (this.originPieceMs.length < 2) return undefined
-    const sorted = [...this.originPieceMs].sort((a, b) => a - b)
-    return sorted[Math.floor((sorted.length - 1) / 2)]
   }
 
   /** Pieces this node claimed and has not started fetching. */
@@ -505,36 +451,6 @@ export class Transfer implements LocalBlob {
   }
 
   /**
-   * The piece the clients wait for (the first one missing) has been coming from the origin at
-   * another node for far longer than the swarm's usual (`hedgeFactor`): this node asks for it,
-   * with a takeover claim marked `hedge`. The fetcher, unless half of it came, stops and yields it, and
-   * this node fetches it on that go-ahead, never without it (`goAhead`). Lab P1: a few origin flows
-   * crawled at a sixth of their share for 15–25 s — asked again from the same node they crawled
-   * as before — and every client waited on such a piece with the rest of the image long there.
-   * Once per piece.
-   */
-  private hedge(peers: SwarmPeer[], now: number): boolean {
-    const swarm = this.swarm
-    const i = this.have.firstMissing(0)
-    if (swarm === undefined || i >= this.pieceCount || this.hedged.has(i)) return false
-    if (this.inflight.has(i) || this.claimedAt.has(i) || peers.some((p) => p.has(i))) return false
-    const heard = this.fetchingHeard.get(i)
-    const usual = this.usualPieceMs()
-    const claim = swarm.claimOf(i)
-    if (heard === undefined || usual === undefined || claim === undefined || claim.peer !== heard.peer) return false
-    if (claim.queued === true || claim.hedge === true || swarm.yieldedTo?.(i) !== undefined) return false
-    const waited = now - heard.at
-    if (waited < Math.max(this.opts.hedgeMinMs, this.opts.hedgeFactor * usual)) return false
-    this.hedged.add(i)
-    this.hedging.add(i)
-    this.takenOver.add(i)
-    this.claim(i, now)
-    this.claimStarted.set(i, now)
-    this.log.debug({ piece: i, from: claim.peer, waitedMs: waited, usualMs: usual }, 'asking for a slow origin piece')
-    return true
-  }
-
-  /**
    * How many nodes still fetch this blob's pieces from the origin: those with a live claim on a
    * piece nobody has yet (this node with its own claims). The origin's streams are shared among
    * them (see OriginGate): at the end of a herd, when one node still has pieces of its own to
@@ -575,12 +491,7 @@ export class Transfer implements LocalBlob {
       rendezvousScore(peer, this.digest.value, index) > rendezvousScore(swarm.selfId, this.digest.value, index)
     const takingOver = this.takenOver.has(index)
     let yields: boolean
-    if (this.hedging.has(index)) {
-      // A hedge is fetched only on the fetcher's go-ahead; without it, given up after the wait.
-      const to = swarm.yieldedTo?.(index)
-      yields =
-        to !== undefined ? to !== swarm.selfId : now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
-    } else if (takingOver) {
+    if (takingOver) {
       const to = swarm.yieldedTo?.(index)
       const waited = now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
       yields =
@@ -599,7 +510,6 @@ export class Transfer implements LocalBlob {
     this.claimedAt.delete(index)
     this.claimStarted.delete(index)
     this.takenOver.delete(index)
-    this.hedging.delete(index)
     // The owner answers the takeover it heard: that taker's go-ahead (one taker, whoever else asks).
     if (!takingOver && other?.takeover === true && swarm.yieldClaim !== undefined) swarm.yieldClaim(index, other.peer)
     else swarm.withdrawClaim?.(index)
@@ -610,7 +520,6 @@ export class Transfer implements LocalBlob {
   private goAhead(index: number, now: number): boolean {
     const to = this.swarm?.yieldedTo?.(index)
     if (to !== undefined) return to === this.swarm?.selfId
-    if (this.hedging.has(index)) return false
     return now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
   }
 
@@ -618,13 +527,7 @@ export class Transfer implements LocalBlob {
   private claim(index: number, now: number): void {
     this.claimedAt.set(index, now)
     const kind =
-      this.inflight.get(index) === 'origin'
-        ? {}
-        : this.takenOver.has(index)
-          ? this.hedging.has(index)
-            ? { takeover: true, hedge: true }
-            : { takeover: true }
-          : { queued: true }
+      this.inflight.get(index) === 'origin' ? {} : this.takenOver.has(index) ? { takeover: true } : { queued: true }
     this.swarm?.announceClaim(index, kind)
   }
 
@@ -815,7 +718,6 @@ export class Transfer implements LocalBlob {
     for (let i = first; i <= last; i++) {
       this.inflight.set(i, 'origin')
       this.takenOver.delete(i)
-      this.hedging.delete(i)
       // Fetching now: also a queued or taken-over claim is said again, as one that is fetching.
       this.claim(i, now)
     }
@@ -840,35 +742,16 @@ export class Transfer implements LocalBlob {
       })
   }
 
-  /**
-   * Pieces [first, last] in one Range request, each stored as soon as it is whole. A peer's hedge
-   * for the piece being fetched (`hedge`), heard after it started and before half of it came (the
-   * most a hedge costs the origin), stops the request: the piece is yielded to that peer, which asked because this fetch
-   * was far slower than the swarm's usual.
-   */
+  /** Pieces [first, last] in one Range request, each stored as soon as it is whole. */
   private async originRun(first: number, last: number): Promise<void> {
     const [start] = this.bounds(first)
     const [, end] = this.bounds(last)
-    const stop = new AbortController()
-    const body = await this.originFetcher.fetch(start, end, AbortSignal.any([this.controller.signal, stop.signal]))
+    const body = await this.originFetcher.fetch(start, end, this.controller.signal)
     let index = first
     let [pStart, pEnd] = this.bounds(index)
     let buf = originPieces.take(pEnd - pStart)
     let filled = 0
     let received = 0
-    let pieceSince = Date.now()
-    let yieldTo: string | undefined
-    const swarm = this.swarm
-    const hedges =
-      swarm === undefined
-        ? undefined
-        : setInterval(() => {
-            const c = swarm.claimOf(index)
-            if (c?.hedge === true && c.peer !== swarm.selfId && c.at >= pieceSince && filled < buf.length / 2) {
-              yieldTo = c.peer
-              stop.abort()
-            }
-          }, HEDGE_CHECK_MS)
     let storing: Promise<void> = Promise.resolve()
     try {
       for await (const chunk of body) {
@@ -888,7 +771,6 @@ export class Transfer implements LocalBlob {
             // Store this piece while the next one arrives; at most one store in flight (2 buffers).
             await storing
             const [piece, at] = [buf, index]
-            this.notePieceMs(Date.now() - pieceSince)
             // Piece hashes are for peers: without a swarm, a piece table is made only if ever needed.
             const hash = this.swarm === undefined ? undefined : createHash('sha256').update(piece).digest()
             storing = this.storePiece(at, piece, hash, 'origin').then(() => {
@@ -898,7 +780,6 @@ export class Transfer implements LocalBlob {
               this.inflight.delete(at)
             })
             index++
-            pieceSince = Date.now()
             if (index > last) break
             ;[pStart, pEnd] = this.bounds(index)
             buf = originPieces.take(pEnd - pStart)
@@ -906,23 +787,8 @@ export class Transfer implements LocalBlob {
           }
         }
       }
-    } catch (err) {
-      if (yieldTo === undefined || this.controller.signal.aborted) throw err
     } finally {
-      clearInterval(hedges)
       await storing
-    }
-    if (yieldTo !== undefined && index <= last) {
-      // Left to the hedging peer: this node no longer claims the piece (nor the rest of the run).
-      this.log.debug({ piece: index, to: yieldTo, at: filled }, 'slow origin piece yielded to a hedge')
-      originPieces.give(buf)
-      for (let i = index; i <= last; i++) {
-        this.claimedAt.delete(i)
-        this.claimStarted.delete(i)
-      }
-      swarm?.yieldClaim?.(index, yieldTo)
-      for (let i = index + 1; i <= last; i++) swarm?.withdrawClaim?.(i)
-      return
     }
     if (index <= last) {
       throw new ShoalError('UPSTREAM_ERROR', `${this.originFetcher.name} ended the body early (piece ${index})`, {

@@ -343,7 +343,6 @@ export interface Claim {
   queued: boolean
   takeover: boolean
   yieldTo: string
-  hedge: boolean
 }
 
 export namespace Claim {
@@ -376,11 +375,6 @@ export namespace Claim {
           w.string(obj.yieldTo)
         }
 
-        if ((obj.hedge != null && obj.hedge !== false)) {
-          w.uint32(40)
-          w.bool(obj.hedge)
-        }
-
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -389,8 +383,7 @@ export namespace Claim {
           index: 0,
           queued: false,
           takeover: false,
-          yieldTo: '',
-          hedge: false
+          yieldTo: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -413,10 +406,6 @@ export namespace Claim {
             }
             case 4: {
               obj.yieldTo = reader.string()
-              break
-            }
-            case 5: {
-              obj.hedge = reader.bool()
               break
             }
             default: {
@@ -462,13 +451,6 @@ export namespace Claim {
               }
               break
             }
-            case 5: {
-              yield {
-                field: `${prefix}.hedge`,
-                value: reader.bool()
-              }
-              break
-            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -501,11 +483,6 @@ export namespace Claim {
     value: string
   }
 
-  export interface ClaimHedgeFieldEvent {
-    field: '$.hedge'
-    value: boolean
-  }
-
   export function encode (obj: Partial<Claim>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Claim.codec())
   }
@@ -514,7 +491,7 @@ export namespace Claim {
     return decodeMessage(buf, Claim.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent | ClaimYieldToFieldEvent | ClaimHedgeFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent | ClaimYieldToFieldEvent> {
     return streamMessage(buf, Claim.codec(), opts)
   }
 }
@@ -1459,11 +1436,6 @@ export namespace Message {
     value: string
   }
 
-  export interface MessageClaimHedgeFieldEvent {
-    field: '$.claim.hedge'
-    value: boolean
-  }
-
   export interface MessageRequestIndexFieldEvent {
     field: '$.request.index'
     value: number
@@ -1519,7 +1491,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageClaimYieldToFieldEvent | MessageClaimHedgeFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageClaimYieldToFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }
