@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs'
 const TUNABLE = 'glibc.malloc.hugetlb'
 
 /** The `enabled` mode of transparent huge pages ("always", "madvise", "never"), or undefined. */
-function thpMode(): string | undefined {
+export function thpMode(): string | undefined {
   try {
     return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1]
   } catch {

@@ -6,36 +6,14 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
-import { hugePageEnv } from '../../../src/cli/huge-pages.js'
+import { hugePageEnv, thpMode } from '../../../src/cli/huge-pages.js'
+import { freePort, SHOAL_MAIN } from '../../cli/harness.js'
 
-const CLI = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url))
 const DAEMON = ['node', 'main.js', 'daemon', '--listen', '127.0.0.1:5000']
 const madvise = (): string => 'madvise'
-
-function thpMode(): string | undefined {
-  try {
-    return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1]
-  } catch {
-    return undefined
-  }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address()
-      if (a === null || typeof a === 'string') return reject(new Error('no port'))
-      srv.close(() => resolve(a.port))
-    })
-  })
-}
 
 describe('huge-page malloc for the daemon', () => {
   it('restarts only the daemon, on Linux, adding the tunable to any others', () => {
@@ -71,7 +49,7 @@ describe('huge-page malloc for the daemon', () => {
     const dir = await mkdtemp(join(tmpdir(), 'shoal-hugepages-'))
     const port = await freePort()
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }
-    const args = [CLI, 'daemon', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')]
+    const args = [SHOAL_MAIN, 'daemon', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')]
     const child = spawn(process.execPath, [...args, '--default-upstream', 'http://127.0.0.1:9'], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
