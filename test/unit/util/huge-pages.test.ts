@@ -3,14 +3,11 @@
  * and that a real `shoal daemon` runs with the tunable under its own PID.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { hugePageEnv, thpMode } from '../../../src/cli/huge-pages.js'
-import { freePort, SHOAL_MAIN } from '../../cli/harness.js'
+import { freePort, removeDir, SHOAL_MAIN, startProcess, tempDir, waitFor } from '../../cli/harness.js'
 
 const DAEMON = ['node', 'main.js', 'daemon', '--listen', '127.0.0.1:5000']
 const madvise = (): string => 'madvise'
@@ -46,30 +43,21 @@ describe('huge-page malloc for the daemon', () => {
 
   it('a real daemon runs with the tunable under the PID it was started with, and says so', async (t) => {
     if (process.platform !== 'linux') return t.diagnostic('not Linux: the daemon is never restarted')
-    const dir = await mkdtemp(join(tmpdir(), 'shoal-hugepages-'))
+    const dir = await tempDir('shoal-hugepages-')
     const port = await freePort()
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }
     const args = [SHOAL_MAIN, 'daemon', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data')]
-    const child = spawn(process.execPath, [...args, '--default-upstream', 'http://127.0.0.1:9'], {
+    const daemon = startProcess(
+      process.execPath,
+      [...args, '--default-upstream', 'http://127.0.0.1:9'],
+      join(dir, 'daemon.log'),
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const pid = child.pid
-    assert.ok(pid !== undefined)
+    )
     try {
-      let out = ''
-      child.stdout.on('data', (b: Buffer) => {
-        out += b.toString()
-      })
-      const deadline = Date.now() + 30_000
-      while (!out.includes('shoal daemon ready') && child.exitCode === null && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50))
-      }
-      assert.ok(out.includes('shoal daemon ready'), `the daemon did not start: ${out}`)
-      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
-      const ready = JSON.parse(out.split('\n').find((l) => l.includes('shoal daemon ready')) ?? '{}') as {
-        glibcTunables?: string
-      }
+      await waitFor('the daemon', async () => (await daemon.log()).includes('shoal daemon ready'), daemon, 30_000)
+      const line = (await daemon.log()).split('\n').find((l) => l.includes('shoal daemon ready'))
+      const ready = JSON.parse(line ?? '{}') as { glibcTunables?: string }
+      const environ = readFileSync(`/proc/${daemon.pid}/environ`, 'utf8').split('\0')
       if (thpMode() === 'never') {
         assert.ok(!environ.some((e) => e.startsWith('GLIBC_TUNABLES=')), 'no restart when THP is never')
         assert.equal(ready.glibcTunables, undefined)
@@ -77,15 +65,14 @@ describe('huge-page malloc for the daemon', () => {
         assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'), 'the same PID runs with the tunable')
         assert.equal(ready.glibcTunables, 'glibc.malloc.hugetlb=1')
         // The restart keeps the command line (Node's own flags included) as it was.
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        const cmdline = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8')
           .split('\0')
           .filter((a) => a !== '')
         assert.deepEqual(cmdline.slice(1, 1 + args.length), args)
       }
     } finally {
-      if (child.exitCode === null) process.kill(pid, 'SIGTERM')
-      await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)))
-      await rm(dir, { recursive: true, force: true })
+      await daemon.stop()
+      await removeDir(dir)
     }
   })
 })
