@@ -71,7 +71,7 @@ export class BlobService {
   private readonly origin: OriginClient
   private readonly log: Logger
   private readonly transfers = new Map<string, Transfer>()
-  private readonly starting = new Map<string, Promise<Transfer>>()
+  private readonly starting = new Map<string, Promise<Transfer | undefined>>()
   private readonly idleGraceMs: number
   private readonly init: BlobServiceInit
   private swarm: SwarmAccess | undefined
@@ -189,11 +189,23 @@ export class BlobService {
         pending = this.startTransfer(req)
         this.starting.set(req.digest.hex, pending)
         pending.finally(() => this.starting.delete(req.digest.hex)).catch(() => {})
-        transfer = await pending
       } else {
-        transfer = await pending
-        await this.ensureLinked(req)
+        source = 'join'
       }
+      const started = await pending
+      if (started === undefined) {
+        // Stored by a transfer that ended while the first look at the store was under way.
+        const done = await this.store.stat(req.digest)
+        if (done === undefined) {
+          throw new ShoalError('BLOB_UNKNOWN', `blob ${req.digest.value} left the store as it was stored`, {
+            status: 404,
+          })
+        }
+        await this.ensureLinked(req)
+        return this.fileHandle(req.digest, done.size)
+      }
+      transfer = started
+      if (source === 'join') await this.ensureLinked(req)
     } else if (transfer.status === 'complete') {
       // Verified and being stored: wait for the store (bounded by the commit) and serve the file.
       await transfer.done.catch(() => {})
@@ -230,7 +242,14 @@ export class BlobService {
     }
   }
 
-  private async startTransfer(req: BlobRequest): Promise<Transfer> {
+  /**
+   * Starts the one transfer of a blob, or returns undefined when the blob is in the store by now:
+   * `open` looked at the store and at the transfers at different moments, and a transfer may have
+   * stored the blob and left in between (seen as the origin sending a blob twice to three
+   * clients). This look comes after `starting` holds the digest, so nothing can slip by it.
+   */
+  private async startTransfer(req: BlobRequest): Promise<Transfer | undefined> {
+    if ((await this.store.stat(req.digest)) !== undefined) return undefined
     let size: number
     try {
       size = await this.sizeFromOrigin(req)

@@ -1,0 +1,103 @@
+/**
+ * BlobService: one download per digest, however the requests for it fall in time.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { silentLogger } from '../../../src/log.js'
+import { parseDigest } from '../../../src/oci/digest.js'
+import { createOriginClient, type OriginClient } from '../../../src/origin/client.js'
+import { type BlobStore, createStore } from '../../../src/store/store.js'
+import { type BlobRequest, BlobService } from '../../../src/transfer/blobs.js'
+import { FakeOrigin, sha256 } from '../../helpers/fake-origin.js'
+
+const MiB = 1024 * 1024
+const REPO = 'team/app'
+
+/** Polls `check` until it holds; fails after `ms`. */
+async function waitFor(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+describe('BlobService', { timeout: 20_000 }, () => {
+  let root: string
+  let origin: FakeOrigin
+  let store: BlobStore
+  let blobs: BlobService
+  let client: OriginClient
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-blobs-'))
+    origin = await FakeOrigin.start()
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+    client = createOriginClient({ defaultUpstream: new URL(origin.url), registries: [] }, { logger: silentLogger() })
+    blobs = new BlobService({ idleGraceMs: 0 }, { store, origin: client, logger: silentLogger() })
+  })
+
+  afterEach(async () => {
+    await blobs.stopAll(1000)
+    await store.close()
+    await origin.stop()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  function request(digest: string): BlobRequest {
+    return {
+      upstream: client.upstreamFor(undefined),
+      name: REPO,
+      digest: parseDigest(digest),
+      signal: AbortSignal.timeout(15_000),
+    }
+  }
+
+  test('a request whose look at the store overlaps the end of the transfer gets the stored blob, not a second download', async () => {
+    const { digest, data } = origin.addRandomBlob(REPO, 6 * MiB)
+    // The second request's first look at the store answers "not there" but returns only after
+    // the running transfer has stored the blob and left (a database read that straddles the commit).
+    const stat = store.stat.bind(store)
+    let straddle = false
+    store.stat = async (d) => {
+      const info = await stat(d)
+      if (straddle && info === undefined) {
+        straddle = false
+        await waitFor('the transfer to store the blob and leave', () => blobs.activeTransfers === 0)
+      }
+      return info
+    }
+    const first = await blobs.open(request(digest))
+    assert.equal(first.source, 'origin')
+    assert.ok(first.reader !== undefined)
+    straddle = true
+    const second = blobs.open(request(digest))
+    const reader = first.reader(AbortSignal.timeout(15_000))
+    const buf = new Uint8Array(MiB)
+    try {
+      for (let pos = 0; pos < data.length; ) {
+        const n = await reader.read(buf, pos)
+        assert.ok(n > 0, 'the transfer ended its bytes early')
+        pos += n
+      }
+    } finally {
+      await reader.close()
+      first.release()
+    }
+    const late = await second
+    try {
+      assert.equal(late.source, 'cache')
+      assert.ok(late.path !== undefined)
+      assert.equal(sha256(await readFile(late.path)), digest)
+    } finally {
+      late.release()
+    }
+    assert.equal(straddle, false, 'the second request looked at the store while the transfer ran')
+    assert.equal(origin.bytesSentTo(`/v2/${REPO}/blobs/${digest}`, 'GET'), data.length)
+  })
+})
