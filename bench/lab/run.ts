@@ -199,7 +199,7 @@ export function renderReport(result: LabResult): string {
       const sys = r.nodeResults.reduce((a, n) => a + (n.server?.pullSysSeconds ?? 0), 0)
       const faults = r.nodeResults.reduce((a, n) => a + (n.server?.pullFaultMiB ?? 0), 0)
       parts.push(
-        `  of it in the kernel ${sys.toFixed(1)} s; pages first touched (minor faults) ${faults.toFixed(0)} MiB`,
+        `  of it in the kernel ${sys.toFixed(1)} s; minor page faults, as 4 KiB pages, ${faults.toFixed(0)} MiB (a huge-page fault maps up to 2 MiB and counts once)`,
       )
     }
     const m = r.machineCpu

@@ -77,7 +77,7 @@ export interface DaemonUsage {
   pullCpuSeconds?: number | undefined
   /** Of `pullCpuSeconds`, the kernel's (system time). */
   pullSysSeconds?: number | undefined
-  /** Minor page faults in the same span, as MiB of 4 KiB pages first touched. */
+  /** Minor page faults in the same span × 4 KiB (a fault on a transparent huge page maps up to 2 MiB and counts once). */
   pullFaultMiB?: number | undefined
   peakRssMiB: number | undefined
 }

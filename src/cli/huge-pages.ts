@@ -8,8 +8,8 @@
  * image. On a VM that gives freed memory back to its host, a first touch of a 4 KiB page cost
  * 2.3 ms per MiB here, each time memory was freed and taken again; memory that glibc asks for
  * with MADV_HUGEPAGE comes in 2 MiB pages, 0.06 ms per MiB once the process has had it. Lab P1
- * (10 daemons, 6 alternated pairs): first-touched memory 2.7 → 0.36 GiB, slowest pull 35.0 →
- * 32.9 s (docs/BENCHMARKS.md, seventeenth pass).
+ * (10 daemons, 6 alternated pairs): 87 % fewer minor page faults, slowest pull 35.0 → 32.9 s
+ * (docs/BENCHMARKS.md, seventeenth and eighteenth passes).
  * The tunable takes effect only at a process's start, so the daemon cannot set it for itself.
  *
  * Nothing happens when: the host's transparent huge pages are `never`; GLIBC_TUNABLES already
