@@ -84,7 +84,9 @@ export class GarbageCollector {
         if (result.usedBytes <= quota) break
         const digest = parseDigest(b.digest)
         if (this.c.inUse(digest.hex)) continue
-        await this.c.store.deleteBlob(digest)
+        // Asked again once the record is gone: a request that began to look the blob up while the
+        // record was being deleted has pinned it by then (see BlobService.open) and keeps it.
+        if (!(await this.c.store.deleteBlob(digest, () => this.c.inUse(digest.hex)))) continue
         this.c.onDelete?.(b.digest)
         result.deleted++
         result.freedBytes += b.size

@@ -72,7 +72,11 @@ export interface BlobStore {
   /** Bytes held by partial downloads. */
   partialBytes(): Promise<number>
   /** Removes a complete blob (garbage collection). */
-  deleteBlob(digest: Digest): Promise<void>
+  /**
+   * Forgets a blob and removes its file; false when `keep`, asked after the record is gone and
+   * before the file goes, wants it kept (the record is written back).
+   */
+  deleteBlob(digest: Digest, keep?: () => boolean): Promise<boolean>
   getTag(key: string): Promise<TagInfo | undefined>
   setTag(key: string, info: TagInfo): Promise<void>
   getRepoAccess(key: string): Promise<RepoAccess | undefined>
@@ -240,10 +244,21 @@ class DiskStore implements BlobStore {
     return total
   }
 
-  async deleteBlob(digest: Digest): Promise<void> {
+  async deleteBlob(digest: Digest, keep?: () => boolean): Promise<boolean> {
+    const [info, table] =
+      keep === undefined
+        ? [undefined, undefined]
+        : await Promise.all([this.db.get(`blob:${digest.hex}`), this.db.get(`table:${digest.hex}`)])
     // Metadata first: a crash in between leaves an orphan file, never a record without its file.
     await this.db.batch().del(`blob:${digest.hex}`).del(`table:${digest.hex}`).write()
+    if (info !== undefined && keep?.() === true) {
+      const batch = this.db.batch().put(`blob:${digest.hex}`, info)
+      if (table !== undefined) batch.put(`table:${digest.hex}`, table)
+      await batch.write()
+      return false
+    }
     await rm(this.blobPath(digest), { force: true })
+    return true
   }
 
   async getTag(key: string): Promise<TagInfo | undefined> {

@@ -81,7 +81,7 @@ export class BlobService {
   private readonly originGate = new OriginGate()
   private readonly onBytes: (source: ByteOrigin | 'cache', bytes: number) => void
   private readonly onStored: (digest: Digest, size: number) => void
-  /** Complete blobs being sent to clients now, by hex: never garbage-collected meanwhile. */
+  /** Blobs being looked up for a client or sent to one now, by hex: never garbage-collected meanwhile. */
   private readonly pins = new Map<string, number>()
   /** Complete blobs peers are fetching from: their piece table and an open file, reused. */
   private readonly stored = new Map<string, StoredBlob>()
@@ -173,6 +173,18 @@ export class BlobService {
   }
 
   async open(req: BlobRequest): Promise<BlobHandle> {
+    // Pinned from before the lookup until a handle holds its own pin: garbage collection leaves
+    // a blob alone while this runs (a link check may ask the origin), and one whose deletion had
+    // begun it writes back (GarbageCollector asks again before it removes the file).
+    this.pin(req.digest.hex)
+    try {
+      return await this.openPinned(req)
+    } finally {
+      this.unpin(req.digest.hex)
+    }
+  }
+
+  private async openPinned(req: BlobRequest): Promise<BlobHandle> {
     const info = await this.store.stat(req.digest)
     if (info !== undefined) {
       await this.ensureLinked(req)
@@ -332,9 +344,19 @@ export class BlobService {
     throw await originError(res, 'BLOB_UNKNOWN', `blob ${digest.value}`)
   }
 
+  private pin(hex: string): void {
+    this.pins.set(hex, (this.pins.get(hex) ?? 0) + 1)
+  }
+
+  private unpin(hex: string): void {
+    const n = (this.pins.get(hex) ?? 1) - 1
+    if (n <= 0) this.pins.delete(hex)
+    else this.pins.set(hex, n)
+  }
+
   private fileHandle(digest: Digest, size: number): BlobHandle {
     const path = this.store.blobPath(digest)
-    this.pins.set(digest.hex, (this.pins.get(digest.hex) ?? 0) + 1)
+    this.pin(digest.hex)
     let released = false
     return {
       size,
@@ -343,9 +365,7 @@ export class BlobService {
       release: () => {
         if (released) return
         released = true
-        const n = (this.pins.get(digest.hex) ?? 1) - 1
-        if (n <= 0) this.pins.delete(digest.hex)
-        else this.pins.set(digest.hex, n)
+        this.unpin(digest.hex)
       },
     }
   }

@@ -353,6 +353,26 @@ describe('DiskStore', () => {
     await store.deleteBlob(db) // idempotent
   })
 
+  test('deleteBlob keeps a blob that `keep`, asked once the record is gone, wants kept', async () => {
+    const b = Buffer.from('wanted again')
+    const d = digestOf(b)
+    await store.putSmall(d, b, OCI_MANIFEST)
+    await store.setPieceTable(d, ['aa'])
+    let asked = 0
+    const deleted = await store.deleteBlob(d, () => {
+      asked++
+      return true
+    })
+    assert.equal(deleted, false)
+    assert.equal(asked, 1)
+    assert.equal((await store.stat(d))?.size, b.length)
+    assert.deepEqual(await store.pieceTable(d), ['aa'])
+    assert.equal(await exists(store.blobPath(d)), true)
+    assert.equal(await store.deleteBlob(d, () => false), true)
+    assert.equal(await store.stat(d), undefined)
+    assert.equal(await exists(store.blobPath(d)), false)
+  })
+
   test('piece tables', async () => {
     const d = digestOf(Buffer.from('pt'))
     assert.equal(await store.pieceTable(d), undefined)

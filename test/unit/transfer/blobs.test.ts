@@ -2,7 +2,7 @@
  * BlobService: one download per digest, however the requests for it fall in time.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, test } from 'node:test'
@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { silentLogger } from '../../../src/log.js'
 import { parseDigest } from '../../../src/oci/digest.js'
 import { createOriginClient, type OriginClient } from '../../../src/origin/client.js'
+import { GarbageCollector } from '../../../src/store/gc.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
 import { type BlobRequest, BlobService } from '../../../src/transfer/blobs.js'
 import { FakeOrigin, sha256 } from '../../helpers/fake-origin.js'
@@ -49,10 +50,10 @@ describe('BlobService', { timeout: 20_000 }, () => {
     await rm(root, { recursive: true, force: true })
   })
 
-  function request(digest: string): BlobRequest {
+  function request(digest: string, name = REPO): BlobRequest {
     return {
       upstream: client.upstreamFor(undefined),
-      name: REPO,
+      name,
       digest: parseDigest(digest),
       signal: AbortSignal.timeout(15_000),
     }
@@ -99,5 +100,33 @@ describe('BlobService', { timeout: 20_000 }, () => {
     }
     assert.equal(straddle, false, 'the second request looked at the store while the transfer ran')
     assert.equal(origin.bytesSentTo(`/v2/${REPO}/blobs/${digest}`, 'GET'), data.length)
+  })
+
+  test('garbage collection leaves a stored blob alone while a request for it waits on the origin for its link', async () => {
+    const { digest, data } = origin.addRandomBlob(REPO, 2 * MiB)
+    origin.addBlob('other/app', data)
+    await blobs.fetch(request(digest))
+    const gc = new GarbageCollector(
+      { dataDir: join(root, 'data'), quota: { bytes: 0 }, intervalMs: 60_000 },
+      { store, logger: silentLogger(), inUse: (hex) => blobs.inUse(hex) },
+    )
+    // Through another repository the blob is served only once the origin says it is there (a
+    // HEAD, held back here): the cache is over its quota meanwhile, and the blob is its oldest.
+    const held = origin.addFault({ method: 'HEAD', path: `/v2/other/app/blobs/${digest}`, delayMs: 500, times: 1 })
+    const opening = blobs.open(request(digest, 'other/app'))
+    await waitFor('the link check to reach the origin', () => held.hits > 0)
+    const collected = await gc.run()
+    assert.equal(collected.deleted, 0)
+    const handle = await opening
+    try {
+      assert.equal(handle.source, 'cache')
+      assert.ok(handle.path !== undefined)
+      assert.equal(sha256(await readFile(handle.path)), digest)
+    } finally {
+      handle.release()
+    }
+    // Nothing holds it any more: the next collection takes it.
+    assert.equal((await gc.run()).deleted, 1)
+    await assert.rejects(access(store.blobPath(parseDigest(digest))))
   })
 })
