@@ -12,7 +12,7 @@ import { parseDigest } from '../../../src/oci/digest.js'
 import { createOriginClient, type OriginClient } from '../../../src/origin/client.js'
 import { GarbageCollector } from '../../../src/store/gc.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
-import { type BlobRequest, BlobService } from '../../../src/transfer/blobs.js'
+import { type BlobHandle, type BlobRequest, BlobService } from '../../../src/transfer/blobs.js'
 import { FakeOrigin, sha256 } from '../../helpers/fake-origin.js'
 
 const MiB = 1024 * 1024
@@ -24,6 +24,17 @@ async function waitFor(what: string, check: () => boolean, ms = 5000): Promise<v
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await sleep(5)
+  }
+}
+
+/** A handle on the stored file (not a transfer) whose bytes hash to `digest`; released after. */
+async function assertStoredFile(handle: BlobHandle, digest: string): Promise<void> {
+  try {
+    assert.equal(handle.source, 'cache')
+    assert.ok(handle.path !== undefined)
+    assert.equal(sha256(await readFile(handle.path)), digest)
+  } finally {
+    handle.release()
   }
 }
 
@@ -90,14 +101,7 @@ describe('BlobService', { timeout: 20_000 }, () => {
       await reader.close()
       first.release()
     }
-    const late = await second
-    try {
-      assert.equal(late.source, 'cache')
-      assert.ok(late.path !== undefined)
-      assert.equal(sha256(await readFile(late.path)), digest)
-    } finally {
-      late.release()
-    }
+    await assertStoredFile(await second, digest)
     assert.equal(straddle, false, 'the second request looked at the store while the transfer ran')
     assert.equal(origin.bytesSentTo(`/v2/${REPO}/blobs/${digest}`, 'GET'), data.length)
   })
@@ -117,14 +121,7 @@ describe('BlobService', { timeout: 20_000 }, () => {
     await waitFor('the link check to reach the origin', () => held.hits > 0)
     const collected = await gc.run()
     assert.equal(collected.deleted, 0)
-    const handle = await opening
-    try {
-      assert.equal(handle.source, 'cache')
-      assert.ok(handle.path !== undefined)
-      assert.equal(sha256(await readFile(handle.path)), digest)
-    } finally {
-      handle.release()
-    }
+    await assertStoredFile(await opening, digest)
     // Nothing holds it any more: the next collection takes it.
     assert.equal((await gc.run()).deleted, 1)
     await assert.rejects(access(store.blobPath(parseDigest(digest))))
