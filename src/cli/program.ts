@@ -229,12 +229,13 @@ program
   .action(async (opts: { admin?: string; config?: string }) => {
     const r = (await adminCall(adminAddress(opts), 'POST', '/gc')) as {
       deleted: number
+      partialsDeleted?: number
       freedBytes: number
       usedBytes: number
       quotaBytes?: number
     }
     process.stdout.write(
-      `deleted ${r.deleted} blobs, freed ${r.freedBytes} bytes; cache ${r.usedBytes} bytes${r.quotaBytes === undefined ? ' (no quota)' : ` of ${r.quotaBytes}`}\n`,
+      `deleted ${r.deleted} blobs and ${r.partialsDeleted ?? 0} partial downloads, freed ${r.freedBytes} bytes; cache ${r.usedBytes} bytes${r.quotaBytes === undefined ? ' (no quota)' : ` of ${r.quotaBytes}`}\n`,
     )
   })
 

@@ -23,6 +23,8 @@ export interface GcComponents {
 
 export interface GcResult {
   deleted: number
+  /** Partial downloads removed (no transfer of them running, least recently written first). */
+  partialsDeleted: number
   freedBytes: number
   usedBytes: number
   quotaBytes: number | undefined
@@ -70,25 +72,39 @@ export class GarbageCollector {
 
   private async collect(): Promise<GcResult> {
     const quota = await this.quotaBytes()
-    const blobs: { digest: string; size: number; lastAccess: number }[] = []
-    let used = await this.c.store.partialBytes()
+    // Complete blobs by last access and partial downloads by last write, in one LRU order: a
+    // partial left by a transfer nobody finished (its clients gave up) would otherwise hold its
+    // share of the quota for ever while complete blobs are removed for it.
+    const items: { digest: string; size: number; lastAccess: number; partial: boolean }[] = []
+    let used = 0
     for await (const { digest, info } of this.c.store.listBlobInfos()) {
-      blobs.push({ digest, size: info.size, lastAccess: info.lastAccess })
+      items.push({ digest, size: info.size, lastAccess: info.lastAccess, partial: false })
       used += info.size
     }
-    const result: GcResult = { deleted: 0, freedBytes: 0, usedBytes: used, quotaBytes: quota }
+    for await (const { digest, size, lastWrite } of this.c.store.listPartials()) {
+      items.push({ digest, size, lastAccess: lastWrite, partial: true })
+      used += size
+    }
+    const result: GcResult = { deleted: 0, partialsDeleted: 0, freedBytes: 0, usedBytes: used, quotaBytes: quota }
     this.runs++
     if (quota !== undefined && used > quota) {
-      blobs.sort((a, b) => a.lastAccess - b.lastAccess)
-      for (const b of blobs) {
+      items.sort((a, b) => a.lastAccess - b.lastAccess)
+      for (const b of items) {
         if (result.usedBytes <= quota) break
         const digest = parseDigest(b.digest)
         if (this.c.inUse(digest.hex)) continue
-        // Asked again once the record is gone: a request that began to look the blob up while the
-        // record was being deleted has pinned it by then (see BlobService.open) and keeps it.
-        if (!(await this.c.store.deleteBlob(digest, () => this.c.inUse(digest.hex)))) continue
-        this.c.onDelete?.(b.digest)
-        result.deleted++
+        if (b.partial) {
+          // Not in use: no transfer of it runs or starts (BlobService holds the digest from the
+          // moment it decides to start one).
+          await this.c.store.discardPartial(digest)
+          result.partialsDeleted++
+        } else {
+          // Asked again once the record is gone: a request that began to look the blob up while the
+          // record was being deleted has pinned it by then (see BlobService.open) and keeps it.
+          if (!(await this.c.store.deleteBlob(digest, () => this.c.inUse(digest.hex)))) continue
+          this.c.onDelete?.(b.digest)
+          result.deleted++
+        }
         result.freedBytes += b.size
         result.usedBytes -= b.size
       }

@@ -71,6 +71,8 @@ export interface BlobStore {
   listBlobInfos(): AsyncIterable<{ digest: string; info: BlobInfo }>
   /** Bytes held by partial downloads. */
   partialBytes(): Promise<number>
+  /** Partial downloads with progress recorded, with when their file was last written (ms). */
+  listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }>
   /** Removes a complete blob (garbage collection). */
   /**
    * Forgets a blob and removes its file; false when `keep`, asked after the record is gone and
@@ -235,6 +237,18 @@ class DiskStore implements BlobStore {
   async *listBlobInfos(): AsyncGenerator<{ digest: string; info: BlobInfo }> {
     for await (const [key, value] of this.db.iterator({ gt: 'blob:', lt: 'blob;' })) {
       yield { digest: `sha256:${key.slice(5)}`, info: value as BlobInfo }
+    }
+  }
+
+  async *listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }> {
+    for await (const [key, value] of this.db.iterator({ gt: 'partial:', lt: 'partial;' })) {
+      const hex = key.slice('partial:'.length)
+      // A record whose file is gone counts as written now: nothing to free, nothing to hurry.
+      const lastWrite = await stat(join(this.dataDir, 'partial', hex)).then(
+        (st) => st.mtimeMs,
+        () => Date.now(),
+      )
+      yield { digest: `sha256:${hex}`, size: (value as PartialInfo).size, lastWrite }
     }
   }
 
