@@ -120,6 +120,8 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
     metrics,
     async start() {
       await store.open()
+      const swept = await store.sweepOrphans()
+      if (swept.files > 0) logger.info(swept, 'removed files a crash left without a record')
       try {
         if (config.swarm.listen.length > 0) {
           // libp2p costs ~55 MiB of memory just loaded: only when the swarm is on.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL, PIECE_SIZE_THRESHOLD } from '../constants.js'
@@ -71,6 +71,13 @@ export interface BlobStore {
   listBlobInfos(): AsyncIterable<{ digest: string; info: BlobInfo }>
   /** Bytes held by partial downloads. */
   partialBytes(): Promise<number>
+  /**
+   * Removes what a crash can leave behind with no record to count or find it by: blob files whose
+   * record is gone (a crash between a deletion's two steps, or between a commit's rename and its
+   * record), partial files with no progress recorded, temporary files. Only while no transfer
+   * runs (the daemon calls it at start, after `open`). Returns the files and bytes removed.
+   */
+  sweepOrphans(): Promise<{ files: number; bytes: number }>
   /** Partial downloads with progress recorded, with when their file was last written (ms). */
   listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }>
   /** Removes a complete blob (garbage collection). */
@@ -240,6 +247,35 @@ class DiskStore implements BlobStore {
     }
   }
 
+  async sweepOrphans(): Promise<{ files: number; bytes: number }> {
+    const known = async (prefix: string): Promise<Set<string>> => {
+      const keys = new Set<string>()
+      for await (const key of this.db.keys({ gt: `${prefix}:`, lt: `${prefix};` }))
+        keys.add(key.slice(prefix.length + 1))
+      return keys
+    }
+    const removed = { files: 0, bytes: 0 }
+    const sweep = async (dir: string, keep: (name: string) => boolean): Promise<void> => {
+      for (const name of await readdir(dir)) {
+        if (keep(name)) continue
+        const path = join(dir, name)
+        const st = await stat(path).catch(() => undefined)
+        if (st === undefined || !st.isFile()) continue
+        await rm(path, { force: true })
+        removed.files++
+        removed.bytes += st.blocks * 512
+      }
+    }
+    const blobs = await known('blob')
+    const partials = await known('partial')
+    // Only names this store writes: anything else under the data dir is not its to remove.
+    const hex = /^[0-9a-f]{64}$/
+    await sweep(join(this.dataDir, 'blobs', 'sha256'), (name) => !hex.test(name) || blobs.has(name))
+    await sweep(join(this.dataDir, 'partial'), (name) => !hex.test(name) || partials.has(name))
+    await sweep(join(this.dataDir, 'tmp'), (name) => !/^[0-9a-f]{64}\.\d+\.[0-9a-f-]{36}$/.test(name))
+    return removed
+  }
+
   async *listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }> {
     for await (const [key, value] of this.db.iterator({ gt: 'partial:', lt: 'partial;' })) {
       const hex = key.slice('partial:'.length)
@@ -263,7 +299,8 @@ class DiskStore implements BlobStore {
       keep === undefined
         ? [undefined, undefined]
         : await Promise.all([this.db.get(`blob:${digest.hex}`), this.db.get(`table:${digest.hex}`)])
-    // Metadata first: a crash in between leaves an orphan file, never a record without its file.
+    // Metadata first: a crash in between leaves an orphan file (swept at the next start), never a
+    // record without its file.
     await this.db.batch().del(`blob:${digest.hex}`).del(`table:${digest.hex}`).write()
     if (info !== undefined && keep?.() === true) {
       const batch = this.db.batch().put(`blob:${digest.hex}`, info)

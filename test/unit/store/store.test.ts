@@ -333,6 +333,37 @@ describe('DiskStore', () => {
     assert.equal((await store.stat(d))?.size, 0)
   })
 
+  test('sweepOrphans removes files a crash left without a record, and only those', async () => {
+    const kept = Buffer.from('a blob with its record')
+    const dk = digestOf(kept)
+    await store.putSmall(dk, kept, OCI_MANIFEST)
+    const resumable = digestOf(Buffer.from('a partial with progress'))
+    const { handle } = await store.openPartial(resumable, 3000)
+    await handle.close()
+    await store.checkpoint(resumable, { size: 3000, pieceSize: pieceSizeFor(3000), bitfield: 'AA==', hashes: [null] })
+    // A deletion cut short after its record went, a partial never checkpointed, a manifest write
+    // cut short before its rename; and files that are not the store's.
+    const orphan = digestOf(Buffer.from('record deleted, file not'))
+    await writeFile(store.blobPath(orphan), Buffer.alloc(8192, 1))
+    const unrecorded = digestOf(Buffer.from('no checkpoint yet'))
+    await writeFile(store.partialPath(unrecorded), Buffer.alloc(4096, 2))
+    const tmpFile = join(dataDir, 'tmp', `${dk.hex}.1234.0b6e2c4e-5d1a-4c1e-9e55-3f0c8f2a9b10`)
+    await writeFile(tmpFile, 'half a manifest')
+    const foreign = [join(dataDir, 'blobs', 'sha256', 'README'), join(dataDir, 'tmp', 'notes.txt')]
+    for (const f of foreign) await writeFile(f, "not the store's")
+
+    const swept = await store.sweepOrphans()
+    assert.equal(swept.files, 3)
+    assert.ok(swept.bytes >= 8192 + 4096, `bytes ${swept.bytes}`)
+    assert.equal(await exists(store.blobPath(orphan)), false)
+    assert.equal(await exists(store.partialPath(unrecorded)), false)
+    assert.equal(await exists(tmpFile), false)
+    for (const f of foreign) assert.equal(await exists(f), true, f)
+    assert.equal((await store.stat(dk))?.size, kept.length)
+    assert.equal(await exists(store.partialPath(resumable)), true)
+    assert.deepEqual(await store.sweepOrphans(), { files: 0, bytes: 0 })
+  })
+
   test('listBlobInfos and deleteBlob', async () => {
     const a = Buffer.from('blob a')
     const b = Buffer.from('blob b!')
