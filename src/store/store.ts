@@ -80,10 +80,10 @@ export interface BlobStore {
   sweepOrphans(): Promise<{ files: number; bytes: number }>
   /** Partial downloads with progress recorded, with when their file was last written (ms). */
   listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }>
-  /** Removes a complete blob (garbage collection). */
   /**
-   * Forgets a blob and removes its file; false when `keep`, asked after the record is gone and
-   * before the file goes, wants it kept (the record is written back).
+   * Removes a complete blob (garbage collection): forgets it and removes its file; false when
+   * `keep`, asked after the record is gone and before the file goes, wants it kept (the record is
+   * written back).
    */
   deleteBlob(digest: Digest, keep?: () => boolean): Promise<boolean>
   getTag(key: string): Promise<TagInfo | undefined>
