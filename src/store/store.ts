@@ -279,10 +279,11 @@ class DiskStore implements BlobStore {
   async *listPartials(): AsyncGenerator<{ digest: string; size: number; lastWrite: number }> {
     for await (const [key, value] of this.db.iterator({ gt: 'partial:', lt: 'partial;' })) {
       const hex = key.slice('partial:'.length)
-      // A record whose file is gone counts as written now: nothing to free, nothing to hurry.
+      // A record whose file is gone (a checkpoint that came after its partial was discarded)
+      // counts as the oldest: collecting it frees nothing but corrects what is counted as used.
       const lastWrite = await stat(join(this.dataDir, 'partial', hex)).then(
         (st) => st.mtimeMs,
-        () => Date.now(),
+        () => 0,
       )
       yield { digest: `sha256:${hex}`, size: (value as PartialInfo).size, lastWrite }
     }

@@ -81,6 +81,16 @@ describe('GarbageCollector', () => {
     assert.ok((await store.stat(kept)) !== undefined)
   })
 
+  test('a partial record whose file is gone goes first, and with it the bytes counted for it', async () => {
+    const kept = await blob('a complete blob')
+    const phantom = await stalePartial('discarded, then checkpointed once more', 4000, 0)
+    await rm(store.partialPath(phantom))
+    const r = await collector(1000).run()
+    assert.deepEqual([r.partialsDeleted, r.deleted], [1, 0])
+    assert.equal(await store.partialBytes(), 0)
+    assert.ok((await store.stat(kept)) !== undefined)
+  })
+
   test('a partial whose transfer runs is never removed; a blob read earlier goes instead', async () => {
     const older = await blob('read before the download began')
     const running = await stalePartial('being downloaded', 4000, 2 * HOUR)
