@@ -106,22 +106,27 @@ export function createStore(init: StoreInit): BlobStore {
   return new DiskStore(init)
 }
 
+/** putSmall's temporary files: `<hex>.<pid>.<uuid>` in tmp/. */
+const TMP_NAME = /^[0-9a-f]{64}\.\d+\.[0-9a-f-]{36}$/
+
 /** Touch updates of last access are written at most this often per blob (GC needs minutes, not ms). */
 const TOUCH_INTERVAL_MS = 60_000
 
 class DiskStore implements BlobStore {
-  private readonly dataDir: string
+  private readonly blobsDir: string
+  private readonly partialDir: string
+  private readonly tmpDir: string
   private readonly db: Level<string, Meta>
 
   constructor(init: StoreInit) {
-    this.dataDir = init.dataDir
+    this.blobsDir = join(init.dataDir, 'blobs', 'sha256')
+    this.partialDir = join(init.dataDir, 'partial')
+    this.tmpDir = join(init.dataDir, 'tmp')
     this.db = new Level<string, Meta>(join(init.dataDir, 'meta'), { valueEncoding: 'json' })
   }
 
   async open(): Promise<void> {
-    await mkdir(join(this.dataDir, 'blobs', 'sha256'), { recursive: true })
-    await mkdir(join(this.dataDir, 'partial'), { recursive: true })
-    await mkdir(join(this.dataDir, 'tmp'), { recursive: true })
+    for (const dir of [this.blobsDir, this.partialDir, this.tmpDir]) await mkdir(dir, { recursive: true })
     await this.db.open()
   }
 
@@ -130,11 +135,11 @@ class DiskStore implements BlobStore {
   }
 
   blobPath(digest: Digest): string {
-    return join(this.dataDir, 'blobs', 'sha256', digest.hex)
+    return join(this.blobsDir, digest.hex)
   }
 
   partialPath(digest: Digest): string {
-    return join(this.dataDir, 'partial', digest.hex)
+    return join(this.partialDir, digest.hex)
   }
 
   async stat(digest: Digest): Promise<BlobInfo | undefined> {
@@ -188,7 +193,7 @@ class DiskStore implements BlobStore {
   ): Promise<void> {
     await handle.sync()
     await rename(this.partialPath(digest), this.blobPath(digest))
-    await fsyncDir(join(this.dataDir, 'blobs', 'sha256'))
+    await fsyncDir(this.blobsDir)
     const blob: BlobInfo = { size: info.size, lastAccess: Date.now() }
     if (info.mediaType !== undefined) blob.mediaType = info.mediaType
     const batch = this.db.batch().put(`blob:${digest.hex}`, blob).del(`partial:${digest.hex}`)
@@ -211,7 +216,7 @@ class DiskStore implements BlobStore {
 
   async putSmall(digest: Digest, bytes: Uint8Array, mediaType: string): Promise<void> {
     // Unique per call: concurrent writers of one manifest must not share (and rename away) a file.
-    const tmp = join(this.dataDir, 'tmp', `${digest.hex}.${process.pid}.${randomUUID()}`)
+    const tmp = join(this.tmpDir, `${digest.hex}.${process.pid}.${randomUUID()}`)
     const fh = await open(tmp, 'w')
     try {
       await fh.writeFile(bytes)
@@ -270,9 +275,9 @@ class DiskStore implements BlobStore {
     const partials = await known('partial')
     // Only names this store writes: anything else under the data dir is not its to remove.
     const hex = /^[0-9a-f]{64}$/
-    await sweep(join(this.dataDir, 'blobs', 'sha256'), (name) => !hex.test(name) || blobs.has(name))
-    await sweep(join(this.dataDir, 'partial'), (name) => !hex.test(name) || partials.has(name))
-    await sweep(join(this.dataDir, 'tmp'), (name) => !/^[0-9a-f]{64}\.\d+\.[0-9a-f-]{36}$/.test(name))
+    await sweep(this.blobsDir, (name) => !hex.test(name) || blobs.has(name))
+    await sweep(this.partialDir, (name) => !hex.test(name) || partials.has(name))
+    await sweep(this.tmpDir, (name) => !TMP_NAME.test(name))
     return removed
   }
 
@@ -281,7 +286,7 @@ class DiskStore implements BlobStore {
       const hex = key.slice('partial:'.length)
       // A record whose file is gone (a checkpoint that came after its partial was discarded)
       // counts as the oldest: collecting it frees nothing but corrects what is counted as used.
-      const lastWrite = await stat(join(this.dataDir, 'partial', hex)).then(
+      const lastWrite = await stat(join(this.partialDir, hex)).then(
         (st) => st.mtimeMs,
         () => 0,
       )

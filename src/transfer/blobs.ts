@@ -201,8 +201,6 @@ export class BlobService {
         pending = this.startTransfer(req)
         this.starting.set(req.digest.hex, pending)
         pending.finally(() => this.starting.delete(req.digest.hex)).catch(() => {})
-      } else {
-        source = 'join'
       }
       const started = await pending
       if (started === undefined) {
