@@ -373,6 +373,8 @@ class BlobSessions {
 
 interface HeardClaim {
   peer: string
+  /** The claimer, when this node has (had) a session with it: its connection tells whether it is gone. */
+  claimer?: PeerId
   at: number
   queued: boolean
   takeover: boolean
@@ -457,8 +459,15 @@ class TransferSwarm implements BlobSwarm {
     if (c === undefined) return undefined
     const s = this.blob.sessions.get(c.peer)
     if (s === undefined || s.closed) {
-      // The claimer's session is gone: it may be replaced in a moment (a simultaneous open, a
-      // busy connection) and the claimer is probably still fetching; give it a short grace.
+      // No connection to the claimer is left: it died or left (lab P3, daemons killed mid-herd),
+      // and its pieces would otherwise wait out the grace below, nobody fetching them. Its claims go
+      // at once.
+      if (c.claimer !== undefined && !this.exchange.isConnected(c.claimer)) {
+        this.blob.claims.delete(index)
+        return undefined
+      }
+      // The claimer's session alone is gone: it may be replaced in a moment (a simultaneous open,
+      // a busy connection) and the claimer is probably still fetching; give it a short grace.
       const now = Date.now()
       c.orphanedAt ??= now
       if (now - c.orphanedAt < ORPHANED_CLAIM_MS) return c
@@ -589,6 +598,11 @@ export class PieceExchange implements SwarmAccess {
       for (const s of b.sessions.values()) s.close()
     }
     this.blobs.clear()
+  }
+
+  /** Some connection to `peer` is open. */
+  isConnected(peer: PeerId): boolean {
+    return this.node.isConnected(peer)
   }
 
   isBanned(peer: string): boolean {
@@ -1054,7 +1068,8 @@ export class PieceExchange implements SwarmAccess {
       const { index, yieldTo } = m.claim
       if (blob.yielded.size < 1_000_000) blob.yielded.set(index, yieldTo)
       if (yieldTo !== this.selfId && blob.claims.size < 1_000_000) {
-        blob.claims.set(index, { peer: yieldTo, at: Date.now(), queued: false, takeover: true })
+        const claimer = blob.sessions.get(yieldTo)?.peer
+        blob.claims.set(index, { peer: yieldTo, claimer, at: Date.now(), queued: false, takeover: true })
       }
       swarm?.changed()
     } else if (m.claim !== undefined) {
@@ -1069,7 +1084,7 @@ export class PieceExchange implements SwarmAccess {
         // A peer that took the piece over and now fetches it still holds it as a takeover: its
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
-        blob.claims.set(index, { peer: session.id, at: now, queued, takeover: tookOver })
+        blob.claims.set(index, { peer: session.id, claimer: session.peer, at: now, queued, takeover: tookOver })
       }
       // A takeover of a piece this node queued: it answers (yields) on its next round.
       if (takeover && blob.swarm?.ownClaims.has(index) === true) swarm?.changed()

@@ -321,8 +321,9 @@ export class SwarmNode {
     if (multiaddrs.length > 0) await this.libp2p.peerStore.merge(peer, { multiaddrs })
   }
 
+  /** Some connection to `peer` is open (none once this node stopped: a timer may still ask). */
   isConnected(peer: PeerId): boolean {
-    return this.libp2p.getConnections(peer).length > 0
+    return (this.node?.getConnections(peer).length ?? 0) > 0
   }
 
   connectedPeers(): PeerId[] {

@@ -1,0 +1,70 @@
+/**
+ * Claims heard from a peer whose session ended, over real libp2p nodes on loopback. A claimer
+ * whose session alone ended (a stream dropped, its connection open) is probably still fetching:
+ * its claim is kept for a grace. A claimer with no connection left died or left: its claims go at
+ * once, so that the others fetch its pieces without waiting out the grace (lab P3: three of ten
+ * daemons killed mid-herd).
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { after, describe, it } from 'node:test'
+import { parseDigest } from '../../src/oci/digest.js'
+import { PIECES_PROTOCOL } from '../../src/swarm/exchange.js'
+import type { BlobSwarm } from '../../src/transfer/contracts.js'
+import { ExchangeGroup, type ExchangeNode, PIECE } from '../helpers/exchange.js'
+import { waitFor } from '../helpers/swarm.js'
+
+describe('swarm: claims of a peer whose session ended', { timeout: 60_000 }, () => {
+  const group = new ExchangeGroup()
+
+  after(async () => {
+    await group.stop()
+  })
+
+  it('kept while the claimer stays connected, dropped at once when its connection is gone', async () => {
+    const data = randomBytes(4 * PIECE)
+    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const none = async () => undefined
+    const claimer = await group.start('claimer', none)
+    const watcher = await group.start('watcher', none)
+    const dial = async (from: ExchangeNode, to: ExchangeNode) => {
+      const addr = to.node.libp2p.getMultiaddrs()[0]
+      assert.ok(addr !== undefined)
+      await from.node.libp2p.dial(addr)
+    }
+    await dial(claimer, watcher)
+    const swarms = [claimer, watcher].map((n) => group.join(n, digest, data.length, 4))
+    const [c, w] = swarms as [BlobSwarm, BlobSwarm]
+    await Promise.all(swarms.map((s) => s.ready))
+    await waitFor('both in session', () => swarms.every((s) => s.peers().length === 1))
+
+    c.announceClaim(1, { queued: true })
+    c.announceClaim(2, {})
+    await waitFor('the claims heard', () => w.claimOf(1)?.queued === true && w.claimOf(2) !== undefined)
+
+    // The piece streams dropped, the connection kept: the claims stay (the grace).
+    const conns = watcher.node.libp2p.getConnections(claimer.node.peerId)
+    let aborted = 0
+    for (const conn of conns) {
+      for (const s of conn.streams) {
+        if (s.protocol === PIECES_PROTOCOL) {
+          s.abort(new Error('test: session dropped'))
+          aborted++
+        }
+      }
+    }
+    assert.ok(aborted > 0, 'a piece stream to abort')
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(w.claimOf(1)?.peer, c.selfId, 'a claim outlives a dropped session of a connected claimer')
+    assert.equal(w.claimOf(2)?.peer, c.selfId)
+
+    // The claimer's node goes away: no connection left, its claims go without the 10 s grace.
+    const claimerId = claimer.node.peerId
+    const gone = Date.now()
+    await claimer.exchange.stop()
+    await claimer.node.stop()
+    await waitFor('the claimer disconnected', () => !watcher.node.isConnected(claimerId), 5_000)
+    await waitFor('the claims dropped', () => w.claimOf(1) === undefined && w.claimOf(2) === undefined, 2_000)
+    assert.ok(Date.now() - gone < 5_000, `claims dropped ${Date.now() - gone} ms after the claimer left`)
+  })
+})
