@@ -516,10 +516,14 @@ export class Transfer implements LocalBlob {
     return true
   }
 
-  /** A piece taken over may be fetched: its owner left it to this node, or never said (bounded). */
+  /**
+   * A piece taken over may be fetched: its owner left it to this node, or never said (bounded), or
+   * its claim is gone — the owner left or died (lab P3), and nobody is left to answer.
+   */
   private goAhead(index: number, now: number): boolean {
     const to = this.swarm?.yieldedTo?.(index)
     if (to !== undefined) return to === this.swarm?.selfId
+    if (this.swarm?.claimOf(index) === undefined) return true
     return now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
   }
 

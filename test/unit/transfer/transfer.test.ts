@@ -1159,6 +1159,24 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     await end(t)
   })
 
+  test("a taker whose owner's claim is gone (the owner left) fetches at once", { timeout: TEST_TIMEOUT }, async () => {
+    let gone: number | undefined
+    const { t, origin, claims, pieceOf } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      (i) => (i === gone ? undefined : queued(i)),
+      60_000,
+    )
+    await t.start()
+    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
+    const taken = claims.find((c) => c.kind.takeover === true)?.index as number
+    await sleep(500)
+    assert.equal(origin.calls.length, 0, 'no fetch while the owner may still answer')
+    gone = taken
+    await waitFor('the fetch', () => origin.calls.length === 1, 2000)
+    assert.equal(pieceOf(origin.calls[0] as { start: number }), taken)
+    await end(t)
+  })
+
   test('a taker stands back when the owner left the piece to another taker', { timeout: TEST_TIMEOUT }, async () => {
     let other: number | undefined
     const { t, origin, claims, withdrawn } = setup(
