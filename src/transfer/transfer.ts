@@ -40,6 +40,11 @@ export interface TransferInit {
   peerRequestTimeoutMs?: number
   /** How long a piece owned by another downloader waits for that owner's claim or Have. */
   ownerWaitMs?: number
+  /**
+   * After a downloader leaves (killed, gone, or done), how long a piece nobody claims waits for its
+   * new rendezvous owner — one seen long ago — to claim it.
+   */
+  ownerChangeWaitMs?: number
   /** A claim not refreshed for this long no longer holds. */
   claimTimeoutMs?: number
   /** Between claiming a piece and fetching it, for simultaneous claims to be seen and settled. */
@@ -74,6 +79,11 @@ const DEFAULTS = {
   peerRequestTimeoutMs: 180_000,
   // Longer than the discovery wait (5 s): an owner still in it has not claimed anything yet.
   ownerWaitMs: 8_000,
+  // A Claim can take 2.6 s to cross a busy connection (takeoverWaitMs, below). Without this wait,
+  // when three of ten daemons were killed (lab P3), every survivor took the dead daemons' pieces
+  // from their new owners at once — who had been seen for long — and a piece claimed by three at
+  // once was fetched twice (1.10–1.13 × the image from the origin).
+  ownerChangeWaitMs: 3_000,
   claimSettleMs: 200,
   // Without the owner's go-ahead, a fixed wait was not enough: with 200 ms, 3 of 54 takeovers in a
   // lab P2 fetched a piece the owner had started (Claims 250–470 ms late on busy sessions); with
@@ -151,6 +161,9 @@ export class Transfer implements LocalBlob {
   private readonly takenOver = new Set<number>()
   /** When each other downloader was first seen: an owner's grace to claim starts there. */
   private readonly firstSeen = new Map<string, number>()
+  /** The downloaders of the last scheduling round, and when one of them last left. */
+  private lastDownloaders = new Set<string>()
+  private downloaderLeftAt = 0
   private lastOriginProgress = 0
   private readonly startedAt = Date.now()
   /** Whole-blob hash over pieces [0, hashedPieces). */
@@ -341,6 +354,7 @@ export class Transfer implements LocalBlob {
     const downloaders = [this.swarm?.selfId ?? 'self', ...peers.filter((p) => p.downloading).map((p) => p.id)]
     const now = Date.now()
     for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
+    this.noteLeavers(downloaders, now)
     const swarmActive = peers.length > 0
     if (swarmActive) this.requestFromPeers(peers)
     if (!this.swarmReady) return false
@@ -395,6 +409,18 @@ export class Transfer implements LocalBlob {
     if (!waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
     this.refreshClaims(now)
     return waiting
+  }
+
+  /** Notes when a downloader of the last round is no longer one: its pieces have new owners. */
+  private noteLeavers(downloaders: string[], now: number): void {
+    const current = new Set(downloaders)
+    for (const id of this.lastDownloaders) {
+      if (!current.has(id)) {
+        this.downloaderLeftAt = now
+        break
+      }
+    }
+    this.lastDownloaders = current
   }
 
   /** Pieces this node claimed and has not started fetching. */
@@ -611,10 +637,13 @@ export class Transfer implements LocalBlob {
       }
     }
     if (owner === swarm.selfId) return true
-    // The owner gets `ownerWaitMs` from when we first saw it downloading to claim the piece.
+    // The owner gets `ownerWaitMs` from when we first saw it downloading to claim the piece, and
+    // `ownerChangeWaitMs` from when another downloader left (it may be the owner since then).
     const known = Math.max(this.startedAt, this.firstSeen.get(owner) ?? now)
     const take =
-      now - known > this.opts.ownerWaitMs && (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
+      now - known > this.opts.ownerWaitMs &&
+      now - this.downloaderLeftAt > this.opts.ownerChangeWaitMs &&
+      (claim === undefined || now - claim.at >= this.opts.claimTimeoutMs)
     if (take) {
       this.log.debug(
         { piece: index, owner, ownerSeenMs: now - known, claim: claim?.peer, claimAgeMs: claim && now - claim.at },

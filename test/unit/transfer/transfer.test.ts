@@ -973,6 +973,67 @@ describe('Transfer: piece requests to peers', () => {
   })
 })
 
+describe('Transfer: pieces whose owner left', () => {
+  let root: string
+  let store: BlobStore
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-unit-owner-left-'))
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  test('a piece of a downloader that left waits ownerChangeWaitMs for its new owner to claim it, then is taken', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // Two pieces; names such that x owns piece 0, z piece 1, and without z, x piece 1 (not self).
+    let data = randomBytes(2 * PIECE)
+    let digest = digestOf(data)
+    let x = ''
+    let z = ''
+    const top = (ids: string[], i: number) =>
+      ids.reduce((b, id) => (rendezvousScore(id, digest.value, i) > rendezvousScore(b, digest.value, i) ? id : b))
+    for (let k = 0; k < 2000; k++) {
+      if (k % 200 === 199) {
+        data = randomBytes(2 * PIECE)
+        digest = digestOf(data)
+      }
+      ;[x, z] = [`x${k}`, `z${k}`]
+      if (top(['self', x, z], 0) === x && top(['self', x, z], 1) === z && top(['self', x], 1) === x) break
+    }
+    assert.equal(top(['self', x], 1), x, 'names found')
+    let peers: SwarmPeer[] = [new Downloader(x), new Downloader(z)]
+    const swarm: BlobSwarm = {
+      ...fakeSwarm([]),
+      peers: () => peers,
+      request: (_peer, _index, signal) => untilAborted(signal),
+      // x claims its piece and never piece 1; z claims piece 1 while it is there.
+      claimOf: (i) =>
+        i === 0 ? { peer: x, at: Date.now() } : peers.length === 2 ? { peer: z, at: Date.now() } : undefined,
+    }
+    const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: new Promise<void>(() => {}) }))
+    const t = new Transfer(
+      { digest, size: data.length, claimSettleMs: 0, ownerWaitMs: 100, ownerChangeWaitMs: 1500 },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    await t.start()
+    await sleep(400)
+    assert.equal(origin.calls.length, 0, 'both pieces claimed by their owners')
+    peers = [new Downloader(x)]
+    const left = Date.now()
+    await sleep(900)
+    assert.equal(origin.calls.length, 0, "piece 1's new owner (seen long ago) gets a moment to claim it")
+    await waitFor('piece 1 taken once its new owner did not claim it', () => origin.calls.length === 1, 3000)
+    assert.equal((origin.calls[0] as { start: number }).start, PIECE)
+    assert.ok(Date.now() - left >= 1400, `taken ${Date.now() - left} ms after z left`)
+    t.abort(new ShoalError('ABORTED', 'test over'))
+    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  })
+})
+
 describe('Transfer: taking over pieces queued at other downloaders', () => {
   let root: string
   let store: BlobStore
