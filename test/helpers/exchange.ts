@@ -16,6 +16,12 @@ import { removeDir, tempDir } from './swarm.js'
 
 export const PIECE = PIECE_SIZE_SMALL
 
+/** Random bytes of `pieces` pieces and their digest. */
+export function randomBlob(pieces: number): { data: Buffer; digest: Digest } {
+  const data = randomBytes(pieces * PIECE)
+  return { data, digest: parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`) }
+}
+
 /** Every piece of `data`, verified; `beforeRead` may hold a read back. */
 export class FullBlob implements LocalBlob {
   readonly pieceSize = PIECE
@@ -133,8 +139,7 @@ export class ExchangeGroup {
    * connected to each other (both sides see the connection).
    */
   async holderAndPuller(pieces: number, holderName = 'holder') {
-    const data = randomBytes(pieces * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const { data, digest } = randomBlob(pieces)
     const blob = new FullBlob(data)
     const holder = await this.start(holderName, async (d) => (d.value === digest.value ? blob : undefined))
     const puller = await this.start('puller', async () => undefined)
@@ -145,6 +150,13 @@ export class ExchangeGroup {
       await new Promise((r) => setTimeout(r, 10))
     }
     return { data, digest, blob, holder, puller }
+  }
+
+  /** `from` dials `to` (its first listening address). */
+  async connect(from: ExchangeNode, to: ExchangeNode): Promise<void> {
+    const addr = to.node.libp2p.getMultiaddrs()[0]
+    if (addr === undefined) throw new Error('the node listens nowhere')
+    await from.node.libp2p.dial(addr)
   }
 
   /** `from` joins the blob as a downloader (closed by `stop`). */

@@ -6,12 +6,10 @@
  * daemons killed mid-herd).
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, describe, it } from 'node:test'
-import { parseDigest } from '../../src/oci/digest.js'
 import { PIECES_PROTOCOL } from '../../src/swarm/exchange.js'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
-import { ExchangeGroup, type ExchangeNode, PIECE } from '../helpers/exchange.js'
+import { ExchangeGroup, randomBlob } from '../helpers/exchange.js'
 import { waitFor } from '../helpers/swarm.js'
 
 describe('swarm: claims of a peer whose session ended', { timeout: 60_000 }, () => {
@@ -22,17 +20,11 @@ describe('swarm: claims of a peer whose session ended', { timeout: 60_000 }, () 
   })
 
   it('kept while the claimer stays connected, dropped at once when its connection is gone', async () => {
-    const data = randomBytes(4 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const { data, digest } = randomBlob(4)
     const none = async () => undefined
     const claimer = await group.start('claimer', none)
     const watcher = await group.start('watcher', none)
-    const dial = async (from: ExchangeNode, to: ExchangeNode) => {
-      const addr = to.node.libp2p.getMultiaddrs()[0]
-      assert.ok(addr !== undefined)
-      await from.node.libp2p.dial(addr)
-    }
-    await dial(claimer, watcher)
+    await group.connect(claimer, watcher)
     const swarms = [claimer, watcher].map((n) => group.join(n, digest, data.length, 4))
     const [c, w] = swarms as [BlobSwarm, BlobSwarm]
     await Promise.all(swarms.map((s) => s.ready))

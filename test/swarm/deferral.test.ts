@@ -6,12 +6,11 @@
  * the first recipient announced it.
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { after, describe, it } from 'node:test'
 import { isShoalError } from '../../src/errors.js'
-import { parseDigest } from '../../src/oci/digest.js'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
-import { ExchangeGroup, FullBlob, PIECE } from '../helpers/exchange.js'
+import { ExchangeGroup, FullBlob, PIECE, randomBlob } from '../helpers/exchange.js'
 
 describe('swarm: a piece on its way to one peer is not sent to another at the same time', { timeout: 60_000 }, () => {
   const group = new ExchangeGroup()
@@ -21,8 +20,7 @@ describe('swarm: a piece on its way to one peer is not sent to another at the sa
   })
 
   it('the second requester is deferred, keeps the holder, and gets the piece afterwards', async () => {
-    const data = randomBytes(2 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const { data, digest } = randomBlob(2)
     let go: () => void = () => {}
     const firstRead = new Promise<void>((resolve) => {
       go = resolve
@@ -94,8 +92,7 @@ describe('swarm: a piece on its way to one peer is not sent to another at the sa
   })
 
   it('a queued request whose piece another peer got meanwhile is sent there when its slot comes, if others wait', async () => {
-    const data = randomBytes(4 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const { data, digest } = randomBlob(4)
     const piece = (i: number) => data.subarray(i * PIECE, (i + 1) * PIECE)
     const hash = (i: number) => createHash('sha256').update(piece(i)).digest()
     let go: () => void = () => {}

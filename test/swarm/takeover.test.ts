@@ -5,11 +5,9 @@
  * fetches it nor takes it over itself).
  */
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, describe, it } from 'node:test'
-import { parseDigest } from '../../src/oci/digest.js'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
-import { ExchangeGroup, type ExchangeNode, PIECE } from '../helpers/exchange.js'
+import { ExchangeGroup, randomBlob } from '../helpers/exchange.js'
 import { waitFor } from '../helpers/swarm.js'
 
 describe('swarm: a queued piece left to the node that took it over', { timeout: 60_000 }, () => {
@@ -20,20 +18,14 @@ describe('swarm: a queued piece left to the node that took it over', { timeout: 
   })
 
   it('the owner yields to the taker: the taker gets the go-ahead, a bystander sees the piece as taken', async () => {
-    const data = randomBytes(2 * PIECE)
-    const digest = parseDigest(`sha256:${createHash('sha256').update(data).digest('hex')}`)
+    const { data, digest } = randomBlob(2)
     const none = async () => undefined
     const owner = await group.start('owner', none)
     const taker = await group.start('taker', none)
     const bystander = await group.start('bystander', none)
-    const dial = async (from: ExchangeNode, to: ExchangeNode) => {
-      const addr = to.node.libp2p.getMultiaddrs()[0]
-      assert.ok(addr !== undefined)
-      await from.node.libp2p.dial(addr)
-    }
-    await dial(owner, taker)
-    await dial(owner, bystander)
-    await dial(taker, bystander)
+    await group.connect(owner, taker)
+    await group.connect(owner, bystander)
+    await group.connect(taker, bystander)
 
     const swarms = [owner, taker, bystander].map((n) => group.join(n, digest, data.length, 2))
     const [o, t, b] = swarms as [BlobSwarm, BlobSwarm, BlobSwarm]

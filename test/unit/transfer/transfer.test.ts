@@ -971,20 +971,6 @@ describe('Transfer: piece requests to peers', () => {
     t.abort(new ShoalError('ABORTED', 'test over'))
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
   })
-})
-
-describe('Transfer: pieces whose owner left', () => {
-  let root: string
-  let store: BlobStore
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'shoal-unit-owner-left-'))
-    store = createStore({ dataDir: join(root, 'data') })
-    await store.open()
-  })
-  afterEach(async () => {
-    await store.close()
-    await rm(root, { recursive: true, force: true })
-  })
 
   test('a piece of a downloader that left waits ownerChangeWaitMs for its new owner to claim it, then is taken', {
     timeout: TEST_TIMEOUT,
