@@ -9,6 +9,7 @@ import { pieceSizeFor } from '../store/store.js'
 import { Bitfield } from '../transfer/bitfield.js'
 import type { SwarmAccess } from '../transfer/blobs.js'
 import type { BlobSwarm, ClaimKind, LocalBlob, SwarmPeer } from '../transfer/contracts.js'
+import { rendezvousScore } from '../transfer/rendezvous.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
 import { FrameDecoder, FrameWriter, releasePiece } from './framing.js'
@@ -122,6 +123,12 @@ const ORPHANED_CLAIM_MS = 10_000
 
 /** How long a claim that the piece is being fetched is not replaced by another peer's queued claim. */
 const FETCHING_CLAIM_KEPT_MS = 10_000
+
+/**
+ * Claims from different peers heard within this long of each other race (a Claim can take 2.6 s
+ * to cross a busy connection): of those, the one rendezvous ranks highest is kept (see onMessage).
+ */
+const CLAIM_RACE_MS = 3_000
 
 /**
  * A peer whose session about a blob ended while it stays connected — one of two streams opened at
@@ -1080,7 +1087,22 @@ export class PieceExchange implements SwarmAccess {
       // A queued claim does not hide another peer's recent claim that it is fetching the piece (one
       // that took the piece over from a queue while this one was still being repeated).
       const hidden = queued && held !== undefined && !held.queued && held.peer !== session.id
-      if (!(hidden && now - held.at < FETCHING_CLAIM_KEPT_MS) && blob.claims.size < 1_000_000) {
+      // Of queued claims that race (nodes that each think the piece theirs, none fetching it yet),
+      // the one rendezvous ranks highest is kept, not the last heard: each claimant compares its
+      // own claim with the one kept here, and all but the highest yield. With the last heard, a
+      // piece three nodes claimed at once could be kept by two (lab P3: the survivors of a kill
+      // took pieces from a new owner together, and some came twice). A claim that the piece is
+      // being fetched always counts: that fetch is under way.
+      const outranked =
+        held !== undefined &&
+        held.peer !== session.id &&
+        queued &&
+        held.queued &&
+        !held.takeover &&
+        !takeover &&
+        now - held.at < CLAIM_RACE_MS &&
+        rendezvousScore(held.peer, blob.digest.value, index) > rendezvousScore(session.id, blob.digest.value, index)
+      if (!(hidden && now - held.at < FETCHING_CLAIM_KEPT_MS) && !outranked && blob.claims.size < 1_000_000) {
         // A peer that took the piece over and now fetches it still holds it as a takeover: its
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)

@@ -10,6 +10,7 @@ import { type RangeReader, readFully, writeAll } from '../util/file-io.js'
 import { Bitfield } from './bitfield.js'
 import type { BlobSwarm, LocalBlob, SwarmPeer } from './contracts.js'
 import { OriginGate } from './origin-gate.js'
+import { rendezvousScore } from './rendezvous.js'
 
 /** Where bytes come from when no peer has them. */
 export interface OriginFetcher {
@@ -109,11 +110,6 @@ const RAREST_WINDOW = 256
 
 /** Pieces per origin request while no peer is known (64 MiB at 4 MiB pieces). */
 const ALONE_RUN_PIECES = 16
-
-/** Rendezvous (highest random weight) score of a downloader for a piece. */
-export function rendezvousScore(peerId: string, digest: string, index: number): bigint {
-  return createHash('sha256').update(`${peerId}\n${digest}\n${index}`).digest().readBigUInt64BE(0)
-}
 
 /**
  * One download of one blob into its partial file, shared by every client that wants it (single

@@ -12,13 +12,8 @@ import { silentLogger } from '../../../src/log.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
 import type { BlobSwarm, ClaimKind, SwarmPeer } from '../../../src/transfer/contracts.js'
-import {
-  type ByteOrigin,
-  type OriginFetcher,
-  rendezvousScore,
-  Transfer,
-  type TransferInit,
-} from '../../../src/transfer/transfer.js'
+import { rendezvousScore } from '../../../src/transfer/rendezvous.js'
+import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from '../../../src/transfer/transfer.js'
 
 const PIECE = PIECE_SIZE_SMALL
 const CHUNK = 256 * 1024
