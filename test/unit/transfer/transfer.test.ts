@@ -1077,6 +1077,12 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
   const ownerOf = (i: number): string => (QUEUES.a?.includes(i) ? 'a' : 'b')
   const queued = (i: number): Claim => ({ peer: ownerOf(i), at: Date.now(), queued: true })
 
+  /** Waits for this node's first takeover claim: its piece. */
+  async function firstTakeover(claims: { index: number; kind: ClaimKind }[]): Promise<number> {
+    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
+    return claims.find((c) => c.kind.takeover === true)?.index as number
+  }
+
   async function end(t: Transfer): Promise<void> {
     t.abort(new ShoalError('ABORTED', 'test over'))
     await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
@@ -1132,9 +1138,8 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       300,
     )
     await t.start()
-    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
     // Within the settle time the owner's claim says it fetches that piece now.
-    started = claims.find((c) => c.kind.takeover === true)?.index
+    started = await firstTakeover(claims)
     await waitFor('an origin request', () => origin.calls.length >= 1, 3000)
     assert.ok(
       origin.calls.every((c) => pieceOf(c) !== started),
@@ -1191,8 +1196,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       (i) => (i === goAhead ? 'self' : undefined),
     )
     await t.start()
-    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
-    const taken = claims.find((c) => c.kind.takeover === true)?.index as number
+    const taken = await firstTakeover(claims)
     await sleep(700)
     assert.equal(origin.calls.length, 0, 'no fetch without the go-ahead')
     goAhead = taken
@@ -1209,8 +1213,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       60_000,
     )
     await t.start()
-    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
-    const taken = claims.find((c) => c.kind.takeover === true)?.index as number
+    const taken = await firstTakeover(claims)
     await sleep(500)
     assert.equal(origin.calls.length, 0, 'no fetch while the owner may still answer')
     gone = taken
@@ -1230,8 +1233,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       (i) => (i === other ? 'c' : undefined),
     )
     await t.start()
-    await waitFor('a takeover', () => claims.some((c) => c.kind.takeover === true))
-    other = claims.find((c) => c.kind.takeover === true)?.index as number
+    other = await firstTakeover(claims)
     await waitFor('standing back', () => withdrawn.includes(other as number))
     await sleep(300)
     assert.equal(origin.calls.length, 0)
