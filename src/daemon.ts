@@ -198,6 +198,11 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
               metrics.activeTransfers.set(blobs.activeTransfers)
               if (exchange !== undefined) {
                 metrics.syncPieceBytes({ served: exchange.stats.bytesServed, unwanted: exchange.stats.bytesUnwanted })
+                metrics.syncSwarmMessages(exchange.stats.messagesSent, exchange.stats.messagesReceived)
+                metrics.syncRequestsDeclined({
+                  deferred: exchange.stats.requestsDeferred,
+                  redirected: exchange.stats.requestsRedirected,
+                })
               }
             },
           })

@@ -26,7 +26,7 @@ import {
 } from './lab.js'
 import { nodeAddr, ORIGIN_ADDR } from './netns.js'
 import { describeExit, type LabProc, machineShares, machineTimes, type ProcTimes, procTimes, tail } from './proc.js'
-import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, System } from './types.js'
+import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, SwarmMessages, System } from './types.js'
 
 export interface CaseSpec {
   scenario: Scenario
@@ -62,6 +62,7 @@ interface NodeState {
   atT0: ProcTimes | undefined
   peersAtStart: number | undefined
   bytesBySource: BytesBySource | undefined
+  swarmMessages?: SwarmMessages
   error: string | undefined
 }
 
@@ -254,6 +255,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
         try {
           const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
           n.bytesBySource = parseBytesBySource(r.body)
+          n.swarmMessages = parseSwarmMessages(r.body)
         } catch (err) {
           errors.push(`node ${n.k}: /metrics: ${err instanceof Error ? err.message : String(err)}`)
         }
@@ -299,6 +301,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       }
       if (error !== undefined) nr.error = error
       if (n.bytesBySource !== undefined) nr.bytesBySource = n.bytesBySource
+      if (n.swarmMessages !== undefined) nr.swarmMessages = n.swarmMessages
       if (n.usage !== undefined) nr.server = n.usage
       if (n.peersAtStart !== undefined) nr.peersAtStart = n.peersAtStart
       if (before !== undefined && after !== undefined) {
@@ -537,6 +540,19 @@ export function parseBytesBySource(text: string): BytesBySource {
     if (m?.[1] !== undefined && m[2] !== undefined) out[m[1] as 'origin' | 'peer' | 'cache'] = Number(m[2])
     const k = /^shoal_piece_bytes_total\{kind="(served|unwanted)"\}\s+([0-9.e+]+)/.exec(line)
     if (k?.[1] !== undefined && k[2] !== undefined) out[k[1] as 'served' | 'unwanted'] = Number(k[2])
+  }
+  return out
+}
+
+export function parseSwarmMessages(text: string): SwarmMessages {
+  const out: SwarmMessages = { sent: {}, received: {}, declined: {} }
+  for (const line of text.split('\n')) {
+    const m = /^shoal_swarm_messages_total\{direction="(sent|received)",kind="(\w+)"\}\s+([0-9.e+]+)/.exec(line)
+    if (m?.[1] !== undefined && m[2] !== undefined && m[3] !== undefined) {
+      out[m[1] as 'sent' | 'received'][m[2]] = Number(m[3])
+    }
+    const d = /^shoal_piece_requests_declined_total\{reason="(\w+)"\}\s+([0-9.e+]+)/.exec(line)
+    if (d?.[1] !== undefined && d[2] !== undefined) out.declined[d[1]] = Number(d[2])
   }
   return out
 }

@@ -60,6 +60,14 @@ export interface LabOptions {
   onLab?: (lab: { killAllSync(): void }) => void
 }
 
+/** A daemon's piece-protocol messages by kind, and requests it declined, from its /metrics. */
+export interface SwarmMessages {
+  sent: Record<string, number>
+  received: Record<string, number>
+  /** Requests answered "ask the other peer": on_its_way, held_elsewhere. */
+  declined: Record<string, number>
+}
+
 export interface BytesBySource {
   origin: number
   peer: number
@@ -95,6 +103,8 @@ export interface NodeResult {
   ok: boolean
   error?: string
   bytesBySource?: BytesBySource
+  /** Shoal only: the daemon's message counts at the end of the run (since it started). */
+  swarmMessages?: SwarmMessages
   /** The node's Shoal daemon or docker-registry proxy. */
   server?: DaemonUsage
   /** Bytes the node's link received / sent during the run (origin + peers), from the switch port. */

@@ -14,6 +14,10 @@ export class Metrics {
   readonly gcDeleted: Counter
   readonly pieceBytes: Counter<'kind'>
   private readonly pieceSeen = { served: 0, unwanted: 0 }
+  readonly swarmMessages: Counter<'direction' | 'kind'>
+  private readonly messagesSeen = new Map<string, number>()
+  readonly requestsDeclined: Counter<'reason'>
+  private readonly declinedSeen = { on_its_way: 0, held_elsewhere: 0 }
 
   constructor() {
     this.blobBytes = new Counter({
@@ -56,6 +60,19 @@ export class Metrics {
       registers: [this.registry],
     })
     for (const kind of ['served', 'unwanted']) this.pieceBytes.inc({ kind }, 0)
+    this.swarmMessages = new Counter({
+      name: 'shoal_swarm_messages_total',
+      help: 'Messages of the piece protocol written to and read from peers, by direction (sent, received) and kind (hello, have, claim, request, piece, cancel, reject, peers)',
+      labelNames: ['direction', 'kind'],
+      registers: [this.registry],
+    })
+    this.requestsDeclined = new Counter({
+      name: 'shoal_piece_requests_declined_total',
+      help: 'Piece requests from peers answered "ask the other peer" while every sending slot was busy: the piece was on its way to another peer (on_its_way), or another peer had it (held_elsewhere)',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    })
+    for (const reason of ['on_its_way', 'held_elsewhere']) this.requestsDeclined.inc({ reason }, 0)
     this.activeTransfers = new Gauge({
       name: 'shoal_active_transfers',
       help: 'Blob transfers in progress',
@@ -69,6 +86,31 @@ export class Metrics {
       const delta = totals[kind] - this.pieceSeen[kind]
       if (delta > 0) this.pieceBytes.inc({ kind }, delta)
       this.pieceSeen[kind] = totals[kind]
+    }
+  }
+
+  /** Brings shoal_swarm_messages_total up to the exchange's running counts (kind → messages). */
+  syncSwarmMessages(sent: Record<string, number>, received: Record<string, number>): void {
+    for (const [direction, counts] of [
+      ['sent', sent],
+      ['received', received],
+    ] as const) {
+      for (const [kind, n] of Object.entries(counts)) {
+        const key = `${direction} ${kind}`
+        const delta = n - (this.messagesSeen.get(key) ?? 0)
+        if (delta > 0 || !this.messagesSeen.has(key)) this.swarmMessages.inc({ direction, kind }, Math.max(0, delta))
+        this.messagesSeen.set(key, n)
+      }
+    }
+  }
+
+  /** Brings shoal_piece_requests_declined_total up to the exchange's running totals. */
+  syncRequestsDeclined(totals: { deferred: number; redirected: number }): void {
+    const now = { on_its_way: totals.deferred, held_elsewhere: totals.redirected }
+    for (const reason of ['on_its_way', 'held_elsewhere'] as const) {
+      const delta = now[reason] - this.declinedSeen[reason]
+      if (delta > 0) this.requestsDeclined.inc({ reason }, delta)
+      this.declinedSeen[reason] = now[reason]
     }
   }
 

@@ -12,7 +12,7 @@ import type { BlobSwarm, ClaimKind, LocalBlob, SwarmPeer } from '../transfer/con
 import { rendezvousScore } from '../transfer/rendezvous.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
-import { FrameDecoder, FrameWriter, releasePiece } from './framing.js'
+import { countMessage, FrameDecoder, FrameWriter, type MessageCounts, messageCounts, releasePiece } from './framing.js'
 import type { SwarmNode } from './node.js'
 import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
@@ -197,9 +197,11 @@ class Session implements SwarmPeer {
     readonly blob: BlobSessions,
     /** When piece bytes last came from each peer, over all its sessions (shared by the exchange). */
     private readonly pieceDataAt: Map<string, number>,
+    /** The exchange's count of messages sent, by kind. */
+    sent: MessageCounts,
   ) {
     this.id = peer.toString()
-    this.writer = new FrameWriter(stream, HIGH_WATER)
+    this.writer = new FrameWriter(stream, HIGH_WATER, sent)
   }
 
   /** When piece bytes from this peer last arrived, for any blob: it is sending, if not to this session. */
@@ -545,6 +547,9 @@ export class PieceExchange implements SwarmAccess {
     requestsRedirected: 0,
     /** Served pieces whose buffer went back to be used again (see `serve`). */
     servedBuffersReused: 0,
+    /** Messages written to and read from piece sessions, by kind (shoal_swarm_messages_total). */
+    messagesSent: messageCounts(),
+    messagesReceived: messageCounts(),
   }
   private readonly pieceDataAt = new Map<string, number>()
   /** Blobs to announce in the DHT once their timer fires (see provideSoon). */
@@ -837,7 +842,7 @@ export class PieceExchange implements SwarmAccess {
       blob.sessions.delete(id)
       existing.close()
     }
-    const session = new Session(peer, stream, blob, this.pieceDataAt)
+    const session = new Session(peer, stream, blob, this.pieceDataAt, this.stats.messagesSent)
     session.outbound = true
     blob.sessions.set(id, session)
     this.readLoop(session).catch(() => {})
@@ -939,6 +944,7 @@ export class PieceExchange implements SwarmAccess {
     } finally {
       clearTimeout(deadline)
     }
+    countMessage(this.stats.messagesReceived, first)
     const hello = first.hello
     if (hello === undefined) throw new ShoalError('UNSUPPORTED', 'first message must be hello')
     const digest = parseDigest(hello.digest)
@@ -958,7 +964,7 @@ export class PieceExchange implements SwarmAccess {
       stream.abort(new ShoalError('TOOMANYREQUESTS', 'too many sessions for this blob'))
       return
     }
-    const session = new Session(peer, stream, blob, this.pieceDataAt)
+    const session = new Session(peer, stream, blob, this.pieceDataAt, this.stats.messagesSent)
     blob.sessions.set(id, session)
     if (blob.swarm === undefined) this.scheduleIdle(blob)
     try {
@@ -1057,6 +1063,7 @@ export class PieceExchange implements SwarmAccess {
   }
 
   private onMessage(session: Session, m: Message): void {
+    countMessage(this.stats.messagesReceived, m)
     session.blob.lastActivity = Date.now()
     const swarm = session.blob.swarm
     if (m.hello !== undefined) {

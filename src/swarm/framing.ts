@@ -13,6 +13,21 @@ function varint(n: number, out: number[]): void {
   out.push(n)
 }
 
+/** The fields of a Message, each a kind of message (a message carries one, or a Hello and more). */
+export const MESSAGE_KINDS = ['hello', 'have', 'claim', 'request', 'piece', 'cancel', 'reject', 'peers'] as const
+export type MessageKind = (typeof MESSAGE_KINDS)[number]
+/** Messages counted by kind (sent or received), for the swarm's metrics. */
+export type MessageCounts = Record<MessageKind, number>
+
+export function messageCounts(): MessageCounts {
+  return { hello: 0, have: 0, claim: 0, request: 0, piece: 0, cancel: 0, reject: 0, peers: 0 }
+}
+
+/** Adds each kind `msg` carries to `counts`. */
+export function countMessage(counts: MessageCounts, msg: Message): void {
+  for (const kind of MESSAGE_KINDS) if (msg[kind] !== undefined) counts[kind]++
+}
+
 /** Frames: unsigned varint length, then one encoded Message. */
 export function encodeFrame(msg: Message): Uint8Array {
   const body = Message.encode(msg)
@@ -179,11 +194,16 @@ export class FrameWriter {
   constructor(
     private readonly stream: Stream,
     private readonly highWater: number,
+    /** Where the messages written are counted by kind (when they go into the stream). */
+    private readonly sent: MessageCounts = messageCounts(),
   ) {}
 
   send(msg: Message): Promise<void> {
     const frame = encodeFrame(msg)
-    return this.enqueue(this.control, () => [frame])
+    return this.enqueue(this.control, () => {
+      countMessage(this.sent, msg)
+      return [frame]
+    })
   }
 
   /**
@@ -195,6 +215,7 @@ export class FrameWriter {
     await this.enqueue(this.pieces, () => {
       if (!wanted()) return []
       sent = true
+      this.sent.piece++
       return encodePieceFrame(index, data)
     })
     return sent

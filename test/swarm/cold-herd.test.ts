@@ -142,6 +142,23 @@ describe('swarm: cold herd', { timeout: 170_000 }, () => {
     // The daemons' own books: what came from the origin is what the origin sent, the rest from peers.
     assert.equal(sums.origin + sums.peer, NODES * totalBytes, JSON.stringify(sums))
     assert.equal(sums.origin, originBytes, JSON.stringify(sums))
+    // Pieces that came from peers were sent as piece messages and counted both ways in /metrics.
+    const pieces = await Promise.all(
+      daemons.map(async (d) => {
+        const r = await d.admin('/metrics')
+        assert.equal(r?.status, 200, `${d.name}: /metrics`)
+        const count = (direction: string): number =>
+          Number(
+            new RegExp(`^shoal_swarm_messages_total\\{direction="${direction}",kind="piece"\\} (\\S+)$`, 'm').exec(
+              r?.body ?? '',
+            )?.[1] ?? Number.NaN,
+          )
+        return { sent: count('sent'), received: count('received') }
+      }),
+    )
+    const sent = pieces.reduce((n, p) => n + p.sent, 0)
+    const received = pieces.reduce((n, p) => n + p.received, 0)
+    assert.ok(received > 0 && sent >= received, `piece messages sent ${sent}, received ${received}`)
   })
 
   it('one-piece blobs pulled by five at once: the origin serves each once and no pull waits for a claim to expire', async () => {

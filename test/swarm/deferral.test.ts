@@ -64,12 +64,20 @@ describe('swarm: a piece on its way to one peer is not sent to another at the sa
     assert.equal(fromB.busyUntil, 0, 'other pieces may still be asked of the holder')
     assert.ok(fromB.has(0), 'the holder keeps its bit')
     assert.equal(holder.exchange.stats.requestsDeferred, 1)
+    // The messages are counted where they are written and read (shoal_swarm_messages_total).
+    assert.ok(holder.exchange.stats.messagesReceived.request >= 2, 'the holder read both requests')
+    assert.ok(holder.exchange.stats.messagesSent.reject >= 1, 'the holder wrote the deferral')
+    assert.ok(b.exchange.stats.messagesReceived.reject >= 1, 'B read the deferral')
+    assert.ok(a.exchange.stats.messagesSent.request >= 1 && b.exchange.stats.messagesSent.request >= 1)
+    assert.ok(holder.exchange.stats.messagesReceived.hello >= 2 && a.exchange.stats.messagesSent.hello >= 1)
 
     // Another piece is taken from B (it waits for the slot).
     const other = swarmB.request(fromB, 1, signal)
 
     go()
     assert.ok(Buffer.from(await first).equals(data.subarray(0, PIECE)))
+    assert.ok(holder.exchange.stats.messagesSent.piece >= 1, 'the holder counted the piece it wrote')
+    assert.ok(a.exchange.stats.messagesReceived.piece >= 1, 'A counted the piece it read')
     // Sent is not yet received (on a slow link it sits in socket buffers): until A says Have, the
     // piece still counts as on its way.
     await assert.rejects(
