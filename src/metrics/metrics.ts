@@ -13,11 +13,10 @@ export class Metrics {
   readonly gcRuns: Counter
   readonly gcDeleted: Counter
   readonly pieceBytes: Counter<'kind'>
-  private readonly pieceSeen = { served: 0, unwanted: 0 }
   readonly swarmMessages: Counter<'direction' | 'kind'>
-  private readonly messagesSeen = new Map<string, number>()
   readonly requestsDeclined: Counter<'reason'>
-  private readonly declinedSeen = { on_its_way: 0, held_elsewhere: 0 }
+  /** The running totals counters were last brought up to (see `catchUp`), by counter and labels. */
+  private readonly seen = new Map<object, Map<string, number>>()
 
   constructor() {
     this.blobBytes = new Counter({
@@ -82,36 +81,37 @@ export class Metrics {
 
   /** Brings shoal_piece_bytes_total up to the exchange's running totals. */
   syncPieceBytes(totals: { served: number; unwanted: number }): void {
-    for (const kind of ['served', 'unwanted'] as const) {
-      const delta = totals[kind] - this.pieceSeen[kind]
-      if (delta > 0) this.pieceBytes.inc({ kind }, delta)
-      this.pieceSeen[kind] = totals[kind]
-    }
+    for (const kind of ['served', 'unwanted'] as const) this.catchUp(this.pieceBytes, { kind }, totals[kind])
   }
 
   /** Brings shoal_swarm_messages_total up to the exchange's running counts (kind → messages). */
   syncSwarmMessages(sent: Record<string, number>, received: Record<string, number>): void {
-    for (const [direction, counts] of [
-      ['sent', sent],
-      ['received', received],
-    ] as const) {
-      for (const [kind, n] of Object.entries(counts)) {
-        const key = `${direction} ${kind}`
-        const delta = n - (this.messagesSeen.get(key) ?? 0)
-        if (delta > 0 || !this.messagesSeen.has(key)) this.swarmMessages.inc({ direction, kind }, Math.max(0, delta))
-        this.messagesSeen.set(key, n)
-      }
-    }
+    for (const [kind, n] of Object.entries(sent)) this.catchUp(this.swarmMessages, { direction: 'sent', kind }, n)
+    for (const [kind, n] of Object.entries(received))
+      this.catchUp(this.swarmMessages, { direction: 'received', kind }, n)
   }
 
   /** Brings shoal_piece_requests_declined_total up to the exchange's running totals. */
   syncRequestsDeclined(totals: { deferred: number; redirected: number }): void {
-    const now = { on_its_way: totals.deferred, held_elsewhere: totals.redirected }
-    for (const reason of ['on_its_way', 'held_elsewhere'] as const) {
-      const delta = now[reason] - this.declinedSeen[reason]
-      if (delta > 0) this.requestsDeclined.inc({ reason }, delta)
-      this.declinedSeen[reason] = now[reason]
+    this.catchUp(this.requestsDeclined, { reason: 'on_its_way' }, totals.deferred)
+    this.catchUp(this.requestsDeclined, { reason: 'held_elsewhere' }, totals.redirected)
+  }
+
+  /**
+   * Adds to `counter` what a running total grew by since the last call for the same labels (a
+   * series seen for the first time is shown, at 0 if nothing was added yet).
+   */
+  private catchUp<L extends string>(counter: Counter<L>, labels: Partial<Record<L, string>>, total: number): void {
+    let seen = this.seen.get(counter)
+    if (seen === undefined) {
+      seen = new Map()
+      this.seen.set(counter, seen)
     }
+    const key = JSON.stringify(labels)
+    const before = seen.get(key)
+    const delta = total - (before ?? 0)
+    if (delta > 0 || before === undefined) counter.inc(labels, Math.max(0, delta))
+    seen.set(key, total)
   }
 
   addBlobBytes(source: 'origin' | 'peer' | 'cache', bytes: number): void {
