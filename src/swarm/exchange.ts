@@ -869,7 +869,7 @@ export class PieceExchange implements SwarmAccess {
       digest: session.blob.digest.value,
       size: BigInt(local?.size ?? session.blob.size),
       bitfield: local?.bitfield() ?? new Uint8Array(),
-      downloading: session.blob.swarm !== undefined && session.blob.swarm.local.downloading,
+      downloading: session.blob.swarm?.local.downloading === true,
       pieceHashes: [],
     }
     if (local !== undefined && !local.downloading) {

@@ -8,10 +8,8 @@ export const PREHEAT_PROTOCOL = '/shoal/preheat/1.0.0'
 const MAX_FRAME = 64 * 1024
 const TIMEOUT_MS = 10_000
 
-export interface PreheatHandler {
-  /** Starts a preheat in the background; throws to refuse it. */
-  (req: { ref: string; platform?: string; allPlatforms: boolean }, from: string): void
-}
+/** Starts a preheat in the background; throws to refuse it. */
+export type PreheatHandler = (req: { ref: string; platform?: string; allPlatforms: boolean }, from: string) => void
 
 /** Serves preheat requests from peers: accepted at once, done in the background. */
 export async function handlePreheat(node: SwarmNode, handler: PreheatHandler, log: Logger): Promise<void> {

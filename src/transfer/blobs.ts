@@ -296,9 +296,8 @@ export class BlobService {
 
   /** The origin as a source of byte ranges: GET with Range, tolerating a registry that ignores it. */
   private originFetcher(req: BlobRequest): OriginFetcher {
-    const { upstream, name, digest, clientAuthorization } = req
     return {
-      name: `origin ${upstream.url.origin}`,
+      name: `origin ${req.upstream.url.origin}`,
       fetch: async (start, end, signal) => {
         const slots = this.originSlots
         await slots?.acquire()
