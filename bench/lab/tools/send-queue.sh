@@ -38,6 +38,8 @@ done
 pcts() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) { print "none"; exit } printf "median %d, 90th percentile %d, max %d\n", a[int(.5 * (NR - 1)) + 1], a[int(.9 * (NR - 1)) + 1], a[NR] }'; }
 echo "samples: $(wc -l < "$OUT") (host x time)"
 echo "Send-Q per connection (bytes): $(awk '{ for (i = 4; i <= NF; i++) { v = $i; sub("sendq=", "", v); if (v != "") print v } }' "$OUT" | pcts)"
-echo "Send-Q per host, its connections together: $(awk '{ t = 0; for (i = 4; i <= NF; i++) { v = $i; sub("sendq=", "", v); t += v } print t }' "$OUT" | pcts)"
-echo "the same, in samples with anything queued: $(awk '{ t = 0; for (i = 4; i <= NF; i++) { v = $i; sub("sendq=", "", v); t += v } if (t > 0) print t }' "$OUT" | pcts)"
+# Each sample's Send-Q summed over the host's connections.
+hosts() { awk '{ t = 0; for (i = 4; i <= NF; i++) { v = $i; sub("sendq=", "", v); t += v } print t }' "$OUT"; }
+echo "Send-Q per host, its connections together: $(hosts | pcts)"
+echo "the same, in samples with anything queued: $(hosts | awk '$1 > 0' | pcts)"
 echo "qdisc backlog per host: $(awk '{ v = $3; sub("qdisc=", "", v); print v }' "$OUT" | pcts)"
