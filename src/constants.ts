@@ -49,11 +49,19 @@ export const ORIGIN_CONNECTIONS = 16
 
 /**
  * Piece size rule: every node must cut a blob at the same boundaries, so this depends only on
- * the blob size. 4 MiB up to 4 GiB blobs (≤ 1024 pieces), 16 MiB beyond.
+ * the blob size, and it is part of the piece protocol (`/shoal/pieces/2.0.0`; 1.0.0 cut every
+ * blob up to 4 GiB in 4 MiB pieces). At most 1024 pieces a blob up to 16 GiB: 1 MiB pieces up to
+ * 1 GiB, 4 MiB up to 4 GiB, 16 MiB beyond. Small pieces cross a share of a slow link in a
+ * second, so a new piece is relayed on sooner (docs/BENCHMARKS.md, twenty-fourth pass).
  */
-export const PIECE_SIZE_SMALL = 4 * 1024 * 1024
-export const PIECE_SIZE_LARGE = 16 * 1024 * 1024
-export const PIECE_SIZE_THRESHOLD = 4 * 1024 * 1024 * 1024
+export const PIECE_SIZES = [
+  { upTo: 1024 ** 3, size: 1024 * 1024 },
+  { upTo: 4 * 1024 ** 3, size: 4 * 1024 * 1024 },
+  { upTo: Number.POSITIVE_INFINITY, size: 16 * 1024 * 1024 },
+] as const
+/** The smallest and largest piece size of the rule above. */
+export const PIECE_SIZE_MIN = PIECE_SIZES[0].size
+export const PIECE_SIZE_MAX = PIECE_SIZES[2].size
 
 /** The partial file is fsynced and its progress recorded at least this often while downloading. */
 export const CHECKPOINT_BYTES = 16 * 1024 * 1024

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
-import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL, PIECE_SIZE_THRESHOLD } from '../constants.js'
+import { PIECE_SIZE_MAX, PIECE_SIZES } from '../constants.js'
 import type { Digest } from '../oci/digest.js'
 
 /** What the store knows of a complete, verified blob (layers, configs and manifests alike). */
@@ -92,8 +92,10 @@ export interface BlobStore {
   setRepoAccess(key: string, info: RepoAccess): Promise<void>
 }
 
+/** The piece size of a blob of `size` bytes (see `PIECE_SIZES`): the same on every node. */
 export function pieceSizeFor(size: number): number {
-  return size > PIECE_SIZE_THRESHOLD ? PIECE_SIZE_LARGE : PIECE_SIZE_SMALL
+  for (const rule of PIECE_SIZES) if (size <= rule.upTo) return rule.size
+  return PIECE_SIZE_MAX
 }
 
 type Meta = BlobInfo | PartialInfo | TagInfo | RepoAccess | string[] | number

@@ -1,7 +1,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Multihash from 'multiformats/hashes/digest'
-import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_MAX, PIECE_SIZES } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { type Digest, parseDigest } from '../oci/digest.js'
@@ -12,12 +12,13 @@ import type { BlobSwarm, ClaimKind, LocalBlob, SwarmPeer } from '../transfer/con
 import { rendezvousScore } from '../transfer/rendezvous.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { type RateLimiter, Semaphore, UploadSlots } from '../util/limits.js'
+import { RecentMap } from '../util/recent.js'
 import { countMessage, FrameDecoder, FrameWriter, type MessageCounts, messageCounts, releasePiece } from './framing.js'
 import type { SwarmNode } from './node.js'
 import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
 
-export const PIECES_PROTOCOL = '/shoal/pieces/1.0.0'
+export const PIECES_PROTOCOL = '/shoal/pieces/2.0.0'
 
 export interface ExchangeInit {
   /** Inbound piece streams per peer (one per blob both want). */
@@ -56,6 +57,11 @@ export interface ExchangeInit {
   provideDelayMs?: number
   /** Sessions of a blob no transfer here needs are closed after this long without a message. */
   idleSessionsMs?: number | undefined
+  /**
+   * The piece protocol ID. Only tests set it: a node of another version (whose piece size rule
+   * differs) is stood in for by one that speaks another ID.
+   */
+  protocol?: string
   /** Test-only fault: flip a byte of every piece served. */
   corruptServedPieces?: boolean
   /** Upload to peers, bytes/s (all peers together). */
@@ -87,6 +93,7 @@ const D = {
   provideBelowSessions: 4,
   provideDelayMs: 10_000,
   idleSessionsMs: 60_000,
+  protocol: PIECES_PROTOCOL,
   corruptServedPieces: false,
   uploadLimiter: undefined as RateLimiter | undefined,
 }
@@ -152,6 +159,9 @@ const LOST_KEPT_MS = 60_000
 /** Peers named in one peer-exchange message (sent or taken in). */
 const MAX_EXCHANGED_PEERS = 64
 
+/** A peer that refused the piece protocol is not asked again for this long (it may be upgraded). */
+const OTHER_VERSION_KEPT_MS = 10 * 60_000
+
 /** Most bytes of served pieces' buffers kept while their recipients have not confirmed them. */
 const SERVED_HELD_BYTES = 64 * 1024 * 1024
 /**
@@ -159,7 +169,11 @@ const SERVED_HELD_BYTES = 64 * 1024 * 1024
  * for every piece meant new memory for every byte a node uploads (docs/BENCHMARKS.md, fourteenth
  * pass). As many kept while unused as may be held, until none was taken for a while.
  */
-const servedPieces = new BufferPool([PIECE_SIZE_SMALL, PIECE_SIZE_LARGE], SERVED_HELD_BYTES, BUFFER_POOL_IDLE_MS)
+const servedPieces = new BufferPool(
+  PIECE_SIZES.map((r) => r.size),
+  SERVED_HELD_BYTES,
+  BUFFER_POOL_IDLE_MS,
+)
 
 /** Write buffer above which a session waits for drain (a bit over one piece). */
 const HIGH_WATER = 1024 * 1024
@@ -532,7 +546,9 @@ export class PieceExchange implements SwarmAccess {
   private servedHeld = 0
   /** Sends handed to a stream and not finished, by `index/peer`; `shared`: another overlapped it. */
   private readonly handedSends = new Map<string, Set<{ shared: boolean }>>()
-  private readonly maxFrame = 16 * 1024 * 1024 + 64 * 1024
+  private readonly maxFrame = PIECE_SIZE_MAX + 64 * 1024
+  /** Peers that refused the piece protocol (another version), not dialled for it again for a while. */
+  private readonly otherVersion = new RecentMap<true>(OTHER_VERSION_KEPT_MS, 4096)
   private started = false
   /** Counters for metrics and tests. */
   readonly stats = {
@@ -586,7 +602,7 @@ export class PieceExchange implements SwarmAccess {
 
   async start(): Promise<void> {
     await this.node.handle(
-      PIECES_PROTOCOL,
+      this.opts.protocol,
       (stream, connection) => {
         this.inbound(stream, connection.remotePeer).catch((err: unknown) => {
           this.log.debug({ err: String(err) }, 'inbound piece stream failed')
@@ -823,10 +839,19 @@ export class PieceExchange implements SwarmAccess {
   ): Promise<Session | undefined> {
     const id = peer.toString()
     if (this.isBanned(id) || blob.sessions.has(id) || id === this.selfId) return blob.sessions.get(id)
+    // A node of another piece protocol version (a rolling upgrade) cuts blobs at other
+    // boundaries: it is not a piece peer. Asked once in a while, not for every blob.
+    if (this.otherVersion.get(id) !== undefined) return undefined
     blob.opening++
     let stream: Stream
     try {
-      stream = await this.node.dialProtocol(peer, PIECES_PROTOCOL, AbortSignal.timeout(this.opts.helloTimeoutMs))
+      stream = await this.node.dialProtocol(peer, this.opts.protocol, AbortSignal.timeout(this.opts.helloTimeoutMs))
+    } catch (err) {
+      if (err instanceof Error && err.name === 'UnsupportedProtocolError') {
+        this.otherVersion.set(id, true)
+        this.log.debug({ peer: id, protocol: this.opts.protocol }, 'peer does not speak this piece protocol')
+      }
+      throw err
     } finally {
       blob.opening--
       blob.swarm?.changed()
@@ -1073,7 +1098,9 @@ export class PieceExchange implements SwarmAccess {
     if (m.have !== undefined) {
       session.onHave(m.have.index, m.have.hash)
       session.blob.outgoing.done(m.have.index, session.id, m.have.received ? 'received' : 'have')
-      swarm?.changed()
+      // A piece this node holds changes nothing for its own download: no scheduling round (about
+      // half the Haves of a herd; the transfer's own tick covers what time changes).
+      if (swarm !== undefined && !swarm.local.has(m.have.index)) swarm.changed()
     }
     if (m.claim !== undefined && m.claim.yieldTo !== '') {
       // The sender left its queued piece to a peer that took it over: from now on that peer's

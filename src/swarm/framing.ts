@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZES } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { Message } from './pb/pieces.js'
@@ -66,12 +66,11 @@ export function encodePieceFrame(index: number, data: Uint8Array): [Uint8Array, 
 const POOLED_FRAME = 1024 * 1024
 
 /**
- * Buffers for received piece frames (4 MiB pieces, 16 MiB for blobs over 4 GiB, a few bytes of
- * framing). A piece's data is a view into one; whoever stores the piece gives it back
- * (`releasePiece`).
+ * Buffers for received piece frames (one class per piece size, a few bytes over for framing). A
+ * piece's data is a view into one; whoever stores the piece gives it back (`releasePiece`).
  */
 const pieceFrames = new BufferPool(
-  [PIECE_SIZE_SMALL + 64, PIECE_SIZE_LARGE + 64],
+  PIECE_SIZES.map((r) => r.size + 64),
   24 * 1024 * 1024,
   BUFFER_POOL_IDLE_MS,
 )

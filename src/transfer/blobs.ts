@@ -65,6 +65,9 @@ export interface BlobServiceComponents {
   onStored?: (digest: Digest, size: number) => void
 }
 
+/** A complete blob peers fetch from is looked up in the store again after this long (see `local`). */
+const STORED_RECHECK_MS = 2_000
+
 /** One transfer per digest: concurrent requests for an uncached blob share one download. */
 export class BlobService {
   private readonly store: BlobStore
@@ -118,8 +121,17 @@ export class BlobService {
     const t = this.transfers.get(digest.hex)
     // A complete transfer stays until its blob is in the store: it serves pieces meanwhile.
     if (t !== undefined && t.status !== 'failed') return t
+    // Asked for every piece a peer requests: the store (a LevelDB read and a stat of the file) is
+    // asked again only after a while, not per piece. A blob removed meanwhile is still read
+    // through the open file, or its read fails and the request is refused.
+    const now = Date.now()
+    const known = this.stored.get(digest.hex)
+    if (known !== undefined && now - known.checkedAt < STORED_RECHECK_MS) return known
     const info = await this.store.stat(digest)
-    if (info === undefined || info.mediaType !== undefined) return undefined
+    if (info === undefined || info.mediaType !== undefined) {
+      this.stored.delete(digest.hex)
+      return undefined
+    }
     let stored = this.stored.get(digest.hex)
     if (stored === undefined || stored.size !== info.size) {
       stored = new StoredBlob(digest, info.size, this.store)
@@ -127,6 +139,7 @@ export class BlobService {
       // A few dozen blobs are served to peers at once at most; the oldest entry goes first.
       if (this.stored.size > 64) this.stored.delete(this.stored.keys().next().value as string)
     }
+    stored.checkedAt = now
     return stored
   }
 
@@ -411,6 +424,8 @@ class StoredBlob implements LocalBlob {
   readonly pieceSize: number
   readonly pieceCount: number
   readonly downloading = false
+  /** When the store last said the blob is there (see `BlobService.local`). */
+  checkedAt = 0
   private table: Uint8Array[] | undefined
   private readonly bits: Uint8Array<ArrayBuffer>
 

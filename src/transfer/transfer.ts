@@ -1,6 +1,6 @@
 import { createHash, type Hash, randomFillSync } from 'node:crypto'
 import { type FileHandle, open } from 'node:fs/promises'
-import { BUFFER_POOL_IDLE_MS, CHECKPOINT_BYTES, PIECE_SIZE_LARGE, PIECE_SIZE_SMALL } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, CHECKPOINT_BYTES, PIECE_SIZES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
@@ -108,8 +108,8 @@ const FINAL_ORIGIN_ERRORS = new Set<string | undefined>([
 /** Missing pieces looked at for rarest-first choice (beyond, the order is by index anyway). */
 const RAREST_WINDOW = 256
 
-/** Pieces per origin request while no peer is known (64 MiB at 4 MiB pieces). */
-const ALONE_RUN_PIECES = 16
+/** Bytes per origin request while no peer is known (whole pieces, one at least). */
+const ALONE_RUN_BYTES = 64 * 1024 * 1024
 
 /**
  * One download of one blob into its partial file, shared by every client that wants it (single
@@ -367,14 +367,20 @@ export class Transfer implements LocalBlob {
     }
     let originSlots: number | undefined
     let waiting = false
+    /** Pieces nobody in session holds, this node included (the only ones a takeover may take). */
+    let unheld = 0
     for (let i = 0; i < this.pieceCount; i++) {
       if (this.have.has(i) || this.inflight.has(i)) continue
       if (peers.some((p) => p.has(i))) continue // a peer has it: requestFromPeers' business
+      unheld++
       if (!swarmActive) {
         // Alone: long Range requests, the cheapest way over HTTP; bounded, so that peers that turn
         // up meanwhile are asked for what is left.
         if (this.originInflight === 0)
-          this.fetchFromOrigin(i, this.swarm === undefined ? this.pieceCount : ALONE_RUN_PIECES)
+          this.fetchFromOrigin(
+            i,
+            this.swarm === undefined ? this.pieceCount : Math.max(1, Math.floor(ALONE_RUN_BYTES / this.pieceSize)),
+          )
         continue
       }
       if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
@@ -402,7 +408,7 @@ export class Transfer implements LocalBlob {
       }
       this.fetchFromOrigin(i, 1, true)
     }
-    if (!waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
+    if (unheld > 0 && !waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
     this.refreshClaims(now)
     return waiting
   }
@@ -582,6 +588,9 @@ export class Transfer implements LocalBlob {
    */
   private requestFromPeers(peers: SwarmPeer[]): void {
     if (this.peerInflight >= this.opts.maxPeerRequests) return
+    // Most rounds (one per message that changes anything) find every peer at its limit.
+    const now = Date.now()
+    if (!peers.some((p) => p.inflight < this.opts.peerRequestsPerPeer && p.busyUntil <= now)) return
     const first = this.have.firstMissing(0)
     const candidates: { index: number; holders: number }[] = []
     for (let i = first; i < this.pieceCount && candidates.length < RAREST_WINDOW; i++) {
@@ -605,7 +614,6 @@ export class Transfer implements LocalBlob {
     )
     for (const c of candidates) {
       if (this.peerInflight >= this.opts.maxPeerRequests) return
-      const now = Date.now()
       const free = peers.filter(
         (p) =>
           p.has(c.index) &&
@@ -1148,7 +1156,11 @@ function pickPeer(peers: SwarmPeer[]): SwarmPeer {
  * Buffers pieces from the origin are assembled in, used again once stored (a fresh one per piece
  * was new memory for every byte a node fetched; docs/BENCHMARKS.md, fourteenth pass).
  */
-const originPieces = new BufferPool([PIECE_SIZE_SMALL, PIECE_SIZE_LARGE], 16 * 1024 * 1024, BUFFER_POOL_IDLE_MS)
+const originPieces = new BufferPool(
+  PIECE_SIZES.map((r) => r.size),
+  16 * 1024 * 1024,
+  BUFFER_POOL_IDLE_MS,
+)
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { PIECE_SIZE_SMALL } from '../../src/constants.js'
+import { PIECE_SIZE_MIN } from '../../src/constants.js'
 import { silentLogger } from '../../src/log.js'
 import { type Digest, parseDigest } from '../../src/oci/digest.js'
 import { type ExchangeInit, PieceExchange } from '../../src/swarm/exchange.js'
@@ -14,7 +14,7 @@ import { Bitfield } from '../../src/transfer/bitfield.js'
 import type { BlobSwarm, LocalBlob } from '../../src/transfer/contracts.js'
 import { removeDir, tempDir } from './swarm.js'
 
-export const PIECE = PIECE_SIZE_SMALL
+export const PIECE = PIECE_SIZE_MIN
 
 /** Random bytes of `pieces` pieces and their digest. */
 export function randomBlob(pieces: number): { data: Buffer; digest: Digest } {

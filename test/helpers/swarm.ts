@@ -17,13 +17,14 @@ import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { type RawConfig, resolveConfig } from '../../src/config/config.js'
+import { PIECE_SIZE_MIN } from '../../src/constants.js'
 import { createDaemon, type Daemon } from '../../src/daemon.js'
 import { createLogger, silentLogger } from '../../src/log.js'
 import { SwarmNode } from '../../src/swarm/node.js'
 
 export const MiB = 1024 * 1024
-/** The daemon's piece size for blobs up to 4 GiB. */
-export const PIECE = 4 * MiB
+/** The daemon's piece size for blobs up to 1 GiB (src/constants.ts PIECE_SIZES). */
+export const PIECE = PIECE_SIZE_MIN
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** dist/test/helpers → dist/src/cli/main.js (SHOAL_SWARM_CLI: another build, for a post-mortem). */

@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { type RawConfig, resolveConfig } from '../../src/config/config.js'
+import { PIECE_SIZE_MIN } from '../../src/constants.js'
 import { createDaemon, type Daemon } from '../../src/daemon.js'
 import { createLogger, silentLogger } from '../../src/log.js'
 
@@ -19,8 +20,8 @@ export function sha256(data: Uint8Array): string {
 }
 
 export const MiB = 1024 * 1024
-/** The daemon's piece size for blobs up to 4 GiB (src/constants.ts PIECE_SIZE_SMALL). */
-export const PIECE = 4 * MiB
+/** The daemon's piece size for blobs up to 1 GiB (src/constants.ts PIECE_SIZES). */
+export const PIECE = PIECE_SIZE_MIN
 
 /** A fresh directory under the OS temp dir; the data dir of a daemon lives inside it. */
 export async function tempRoot(prefix = 'shoal-it-'): Promise<string> {

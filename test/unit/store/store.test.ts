@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { PIECE_SIZE_LARGE, PIECE_SIZE_SMALL, PIECE_SIZE_THRESHOLD } from '../../../src/constants.js'
+import { PIECE_SIZE_MAX, PIECE_SIZE_MIN, PIECE_SIZES } from '../../../src/constants.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
 import { type BlobStore, createStore, type PartialInfo, pieceSizeFor } from '../../../src/store/store.js'
 
@@ -30,18 +30,24 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 
 describe('pieceSizeFor', () => {
-  test('4 MiB up to 4 GiB, 16 MiB beyond', () => {
-    assert.equal(pieceSizeFor(0), PIECE_SIZE_SMALL)
-    assert.equal(pieceSizeFor(1), PIECE_SIZE_SMALL)
-    assert.equal(pieceSizeFor(PIECE_SIZE_THRESHOLD), PIECE_SIZE_SMALL)
-    assert.equal(pieceSizeFor(PIECE_SIZE_THRESHOLD + 1), PIECE_SIZE_LARGE)
-    assert.equal(pieceSizeFor(1024 ** 4), PIECE_SIZE_LARGE)
-    assert.equal(PIECE_SIZE_SMALL, 4 * 1024 * 1024)
-    assert.equal(PIECE_SIZE_LARGE, 16 * 1024 * 1024)
+  test('1 MiB up to 1 GiB, 4 MiB up to 4 GiB, 16 MiB beyond (the rule of /shoal/pieces/2.0.0)', () => {
+    const MiB = 1024 * 1024
+    const GiB = 1024 * MiB
+    assert.equal(pieceSizeFor(0), MiB)
+    assert.equal(pieceSizeFor(1), MiB)
+    assert.equal(pieceSizeFor(GiB), MiB)
+    assert.equal(pieceSizeFor(GiB + 1), 4 * MiB)
+    assert.equal(pieceSizeFor(4 * GiB), 4 * MiB)
+    assert.equal(pieceSizeFor(4 * GiB + 1), 16 * MiB)
+    assert.equal(pieceSizeFor(1024 ** 4), 16 * MiB)
+    assert.equal(PIECE_SIZE_MIN, MiB)
+    assert.equal(PIECE_SIZE_MAX, 16 * MiB)
   })
 
-  test('at most 1024 pieces up to the threshold', () => {
-    assert.equal(Math.ceil(PIECE_SIZE_THRESHOLD / pieceSizeFor(PIECE_SIZE_THRESHOLD)), 1024)
+  test('at most 1024 pieces at each step of the rule', () => {
+    for (const rule of PIECE_SIZES.slice(0, -1)) {
+      assert.equal(Math.ceil(rule.upTo / pieceSizeFor(rule.upTo)), 1024)
+    }
   })
 })
 
@@ -218,8 +224,8 @@ describe('DiskStore', () => {
     test('partialBytes sums the recorded sizes', async () => {
       const a = digestOf(Buffer.from('pa'))
       const b = digestOf(Buffer.from('pb'))
-      await store.checkpoint(a, { size: 100, pieceSize: PIECE_SIZE_SMALL, bitfield: 'AA==', hashes: [null] })
-      await store.checkpoint(b, { size: 250, pieceSize: PIECE_SIZE_SMALL, bitfield: 'AA==', hashes: [null] })
+      await store.checkpoint(a, { size: 100, pieceSize: PIECE_SIZE_MIN, bitfield: 'AA==', hashes: [null] })
+      await store.checkpoint(b, { size: 250, pieceSize: PIECE_SIZE_MIN, bitfield: 'AA==', hashes: [null] })
       assert.equal(await store.partialBytes(), 350)
     })
   })

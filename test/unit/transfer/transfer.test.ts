@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, test } from 'node:test'
 import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises'
-import { PIECE_SIZE_SMALL } from '../../../src/constants.js'
+import { PIECE_SIZE_MIN } from '../../../src/constants.js'
 import { ShoalError } from '../../../src/errors.js'
 import { silentLogger } from '../../../src/log.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
@@ -15,7 +15,7 @@ import type { BlobSwarm, ClaimKind, SwarmPeer } from '../../../src/transfer/cont
 import { rendezvousScore } from '../../../src/transfer/rendezvous.js'
 import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from '../../../src/transfer/transfer.js'
 
-const PIECE = PIECE_SIZE_SMALL
+const PIECE = PIECE_SIZE_MIN
 const CHUNK = 256 * 1024
 /** Every test's own deadline: a hang fails the test instead of the suite. */
 const TEST_TIMEOUT = 10_000
