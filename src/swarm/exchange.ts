@@ -175,7 +175,10 @@ const servedPieces = new BufferPool(
   BUFFER_POOL_IDLE_MS,
 )
 
-/** Write buffer above which a session waits for drain (a bit over one piece). */
+/**
+ * Write buffer above which a session waits for drain: one piece of the smallest size (a session
+ * hands a piece down, then waits for it to leave).
+ */
 const HIGH_WATER = 1024 * 1024
 
 /** One stream with one peer about one blob. */
