@@ -126,4 +126,45 @@ describe('BlobService', { timeout: 20_000 }, () => {
     assert.equal((await gc.run()).deleted, 1)
     await assert.rejects(access(store.blobPath(parseDigest(digest))))
   })
+
+  test('a blob stored by a release with 4 MiB pieces is served at 1 MiB pieces: its piece table is computed again', async () => {
+    const { digest, data } = origin.addRandomBlob(REPO, 6 * MiB + 123)
+    const handle = await blobs.open(request(digest))
+    assert.ok(handle.reader !== undefined)
+    const reader = handle.reader(AbortSignal.timeout(15_000))
+    const buf = new Uint8Array(MiB)
+    try {
+      for (let pos = 0; pos < data.length; ) pos += await reader.read(buf, pos)
+    } finally {
+      await reader.close()
+      handle.release()
+    }
+    const d = parseDigest(digest)
+    await waitFor('the blob stored', () => blobs.activeTransfers === 0)
+    // What 1.0.0 recorded: two 4 MiB pieces.
+    const old = [data.subarray(0, 4 * MiB), data.subarray(4 * MiB)].map((b) => sha256(b).slice('sha256:'.length))
+    await store.setPieceTable(d, old)
+
+    const local = await blobs.local(d)
+    assert.ok(local !== undefined)
+    assert.equal(local.pieceSize, MiB)
+    assert.equal(local.pieceCount, 7)
+    const table = await local.pieceTable()
+    assert.ok(table !== undefined)
+    const expected = Array.from({ length: 7 }, (_, i) => sha256(data.subarray(i * MiB, (i + 1) * MiB)).slice(7))
+    assert.deepEqual(
+      table.map((h) => Buffer.from(h).toString('hex')),
+      expected,
+    )
+    assert.deepEqual(await store.pieceTable(d), expected, 'the recomputed table is stored')
+    // Asked again at once (as for every piece a peer requests): the same blob, the store not asked.
+    const stat = store.stat.bind(store)
+    let stats = 0
+    store.stat = async (x) => {
+      stats++
+      return stat(x)
+    }
+    assert.equal(await blobs.local(d), local)
+    assert.equal(stats, 0)
+  })
 })
