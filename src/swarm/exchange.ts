@@ -19,6 +19,8 @@ import { OutgoingPieces } from './outgoing.js'
 import type { Hello, Message, PeerAddrs } from './pb/pieces.js'
 
 export const PIECES_PROTOCOL = '/shoal/pieces/2.0.0'
+/** Every version of the piece protocol starts so. */
+const PIECES_PROTOCOL_FAMILY = '/shoal/pieces/'
 
 export interface ExchangeInit {
   /** Inbound piece streams per peer (one per blob both want). */
@@ -843,16 +845,27 @@ export class PieceExchange implements SwarmAccess {
     const id = peer.toString()
     if (this.isBanned(id) || blob.sessions.has(id) || id === this.selfId) return blob.sessions.get(id)
     // A node of another piece protocol version (a rolling upgrade) cuts blobs at other
-    // boundaries: it is not a piece peer. Asked once in a while, not for every blob.
-    if (this.otherVersion.get(id) !== undefined) return undefined
+    // boundaries: it is not a piece peer. Dialled once in a while, not for every blob, unless
+    // identify says it speaks this version now (restarted upgraded).
+    if (this.otherVersion.get(id) !== undefined) {
+      if (!(await this.node.protocolsOf(peer)).includes(this.opts.protocol)) return undefined
+      this.otherVersion.delete(id)
+    }
     blob.opening++
     let stream: Stream
     try {
       stream = await this.node.dialProtocol(peer, this.opts.protocol, AbortSignal.timeout(this.opts.helloTimeoutMs))
     } catch (err) {
+      // Only a peer that says it speaks another version: one whose exchange is not started yet
+      // (or stopping, a restart) refuses every version, and is dialled again as before.
       if (err instanceof Error && err.name === 'UnsupportedProtocolError') {
-        this.otherVersion.set(id, true)
-        this.log.debug({ peer: id, protocol: this.opts.protocol }, 'peer does not speak this piece protocol')
+        const other = (await this.node.protocolsOf(peer)).find(
+          (p) => p.startsWith(PIECES_PROTOCOL_FAMILY) && p !== this.opts.protocol,
+        )
+        if (other !== undefined) {
+          this.otherVersion.set(id, true)
+          this.log.debug({ peer: id, protocol: other }, 'peer speaks another piece protocol version')
+        }
       }
       throw err
     } finally {

@@ -308,6 +308,15 @@ export class SwarmNode {
     return addrs
   }
 
+  /** The protocols `peer` said it speaks (identify), none when it has not said yet. */
+  async protocolsOf(peer: PeerId): Promise<string[]> {
+    try {
+      return (await this.libp2p.peerStore.get(peer)).protocols
+    } catch {
+      return []
+    }
+  }
+
   /** Records addresses another peer told us about (peer exchange), so that the peer can be dialled. */
   async learnAddresses(peer: PeerId, addrs: Uint8Array[]): Promise<void> {
     const multiaddrs: Multiaddr[] = []

@@ -21,6 +21,10 @@ export class RecentMap<V> {
     return e !== undefined && now - e.at < this.ttlMs ? e.value : undefined
   }
 
+  delete(key: string): void {
+    this.entries.delete(key)
+  }
+
   set(key: string, value: V, now = Date.now()): void {
     this.entries.delete(key)
     this.entries.set(key, { at: now, value })

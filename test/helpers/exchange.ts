@@ -113,6 +113,8 @@ export class ExchangeGroup {
     name: string,
     local: (d: Digest) => Promise<LocalBlob | undefined>,
     init: ExchangeInit = {},
+    /** false: the exchange is left for the caller to start (a daemon between its two starts). */
+    startExchange = true,
   ): Promise<ExchangeNode> {
     this.root ??= await tempDir('shsw-exchange-')
     const node = new SwarmNode(
@@ -130,7 +132,7 @@ export class ExchangeGroup {
     await node.start()
     const exchange = new PieceExchange(init, { node, logger: silentLogger(), local })
     this.members.push({ node, exchange })
-    await exchange.start()
+    if (startExchange) await exchange.start()
     return { node, exchange }
   }
 

@@ -4,7 +4,8 @@
  * and the bootstrap list, yet it is never a piece peer — no session either way, so it never counts
  * among a blob's downloaders (the cold-start rendezvous: a new node never waits for an old node's
  * claim or Have), no ban, and it is dialled for the piece protocol once, not once per blob. The new
- * nodes meanwhile share pieces as usual.
+ * nodes meanwhile share pieces as usual. A node that refuses every version (its exchange not
+ * started yet, as a daemon starting) is not taken for another version.
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
@@ -89,5 +90,29 @@ describe('swarm: nodes of another piece protocol version', { timeout: 60_000 }, 
     assert.equal(again.pendingPeers(), 0)
     assert.equal(dials.get(oldId), 1, 'the old node is not asked again for another blob')
     assert.ok((dials.get(seed.node.peerId.toString()) ?? 0) >= 2, 'the new seed is asked for both blobs')
+  })
+
+  it('a node whose exchange has not started yet refuses every version, and is asked again once it has', async () => {
+    const none = async () => undefined
+    const late = await group.start('late', none, {}, false)
+    const asker = await group.start('asker', none)
+    await group.connect(asker, late)
+    await waitFor('connected', () => asker.node.isConnected(late.node.peerId))
+    const dials = countDials(asker)
+    const lateId = late.node.peerId.toString()
+
+    const first = randomBlob(2)
+    const s1 = group.join(asker, first.digest, first.data.length, 2)
+    await s1.ready
+    await waitFor('the dial refused', () => dials.get(lateId) === 1 && s1.pendingPeers() === 0)
+    assert.equal(s1.peers().length, 0)
+
+    await late.exchange.start()
+    const second = randomBlob(2)
+    group.join(late, second.digest, second.data.length, 2)
+    const s2 = group.join(asker, second.digest, second.data.length, 2)
+    await s2.ready
+    await waitFor('in session with the late starter', () => s2.peers().some((p) => p.id === lateId))
+    assert.equal(dials.get(lateId), 2, 'asked again: a refusal of every version is not "another version"')
   })
 })
