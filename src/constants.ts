@@ -59,6 +59,8 @@ export const PIECE_SIZES = [
   { upTo: 4 * 1024 ** 3, size: 4 * 1024 * 1024 },
   { upTo: Number.POSITIVE_INFINITY, size: 16 * 1024 * 1024 },
 ] as const
+/** Every piece size of the rule above, ascending (the buffer pools' size classes). */
+export const PIECE_SIZE_CLASSES: readonly number[] = PIECE_SIZES.map((r) => r.size)
 /** The smallest and largest piece size of the rule above. */
 export const PIECE_SIZE_MIN = PIECE_SIZES[0].size
 export const PIECE_SIZE_MAX = PIECE_SIZES[2].size

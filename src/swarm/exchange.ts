@@ -1,7 +1,7 @@
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Multihash from 'multiformats/hashes/digest'
-import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_MAX, PIECE_SIZES } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_CLASSES, PIECE_SIZE_MAX } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { type Digest, parseDigest } from '../oci/digest.js'
@@ -171,11 +171,7 @@ const SERVED_HELD_BYTES = 64 * 1024 * 1024
  * for every piece meant new memory for every byte a node uploads (docs/BENCHMARKS.md, fourteenth
  * pass). As many kept while unused as may be held, until none was taken for a while.
  */
-const servedPieces = new BufferPool(
-  PIECE_SIZES.map((r) => r.size),
-  SERVED_HELD_BYTES,
-  BUFFER_POOL_IDLE_MS,
-)
+const servedPieces = new BufferPool([...PIECE_SIZE_CLASSES], SERVED_HELD_BYTES, BUFFER_POOL_IDLE_MS)
 
 /**
  * Write buffer above which a session waits for drain: one piece of the smallest size (a session

@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { BUFFER_POOL_IDLE_MS, PIECE_SIZES } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, PIECE_SIZE_CLASSES } from '../constants.js'
 import { ShoalError } from '../errors.js'
 import { BufferPool } from '../util/buffer-pool.js'
 import { Message } from './pb/pieces.js'
@@ -70,7 +70,7 @@ const POOLED_FRAME = 1024 * 1024
  * piece's data is a view into one; whoever stores the piece gives it back (`releasePiece`).
  */
 const pieceFrames = new BufferPool(
-  PIECE_SIZES.map((r) => r.size + 64),
+  PIECE_SIZE_CLASSES.map((size) => size + 64),
   24 * 1024 * 1024,
   BUFFER_POOL_IDLE_MS,
 )

@@ -1,6 +1,6 @@
 import { createHash, type Hash, randomFillSync } from 'node:crypto'
 import { type FileHandle, open } from 'node:fs/promises'
-import { BUFFER_POOL_IDLE_MS, CHECKPOINT_BYTES, PIECE_SIZES } from '../constants.js'
+import { BUFFER_POOL_IDLE_MS, CHECKPOINT_BYTES, PIECE_SIZE_CLASSES } from '../constants.js'
 import { abortError, ShoalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Digest } from '../oci/digest.js'
@@ -1156,11 +1156,7 @@ function pickPeer(peers: SwarmPeer[]): SwarmPeer {
  * Buffers pieces from the origin are assembled in, used again once stored (a fresh one per piece
  * was new memory for every byte a node fetched; docs/BENCHMARKS.md, fourteenth pass).
  */
-const originPieces = new BufferPool(
-  PIECE_SIZES.map((r) => r.size),
-  16 * 1024 * 1024,
-  BUFFER_POOL_IDLE_MS,
-)
+const originPieces = new BufferPool([...PIECE_SIZE_CLASSES], 16 * 1024 * 1024, BUFFER_POOL_IDLE_MS)
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
