@@ -24,7 +24,7 @@ import {
   SHOAL_MAIN,
   SKOPEO_BIN,
 } from './lab.js'
-import { nodeAddr, ORIGIN_ADDR } from './netns.js'
+import { nodeAddr, ORIGIN_ADDR, queueCounts } from './netns.js'
 import { describeExit, type LabProc, machineShares, machineTimes, type ProcTimes, procTimes, tail } from './proc.js'
 import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, SwarmMessages, System } from './types.js'
 
@@ -57,6 +57,8 @@ interface NodeState {
   role: NodeResult['role']
   startMs: number | undefined
   progress: [number, number][]
+  /** [ms since t0, the switch port's tx and rx counters: bytes the node's link received, sent]. */
+  linkSeries: [number, number, number][]
   usage: DaemonUsage | undefined
   /** The server's CPU times and page faults at t0. */
   atT0: ProcTimes | undefined
@@ -74,6 +76,24 @@ const median = (xs: number[]): number | undefined => {
 }
 
 /** Kill victims for churn: spread over the nodes, never node 1 (the bootstrap). */
+/** Each node's two link queues (download: the switch port's; upload: its eth0's), by node number. */
+async function linkQueues(
+  switchNs: string,
+  nodes: NodeState[],
+): Promise<Map<number, NonNullable<NodeResult['queues']>>> {
+  const out = new Map<number, NonNullable<NodeResult['queues']>>()
+  await Promise.all(
+    nodes.map(async (n) => {
+      try {
+        out.set(n.k, { down: await queueCounts(switchNs, n.host.port), up: await queueCounts(n.host.ns, 'eth0') })
+      } catch {
+        // tc without JSON statistics: the run goes on without them
+      }
+    }),
+  )
+  return out
+}
+
 export function churnVictims(nodes: number, kill: number): number[] {
   const out: number[] = []
   for (let i = 0; i < kill; i++) out.push(2 + Math.floor((i * (nodes - 1)) / Math.max(1, kill)))
@@ -108,6 +128,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     role: 'pull',
     startMs: undefined,
     progress: [],
+    linkSeries: [],
     usage: undefined,
     atT0: undefined,
     peersAtStart: undefined,
@@ -169,6 +190,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
     const originBefore = await lab.originTx()
     const countersBefore = await probe.counters(nodes.map((n) => n.host.port))
+    const queuesBefore = await linkQueues(topo.switchNs, nodes)
     for (const n of nodes) n.atT0 = n.server === undefined ? undefined : procTimes(n.server.pid)
     const machineAtT0 = machineTimes()
     const t0 = performance.now()
@@ -201,9 +223,14 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
           }),
         )
         try {
-          const c = await probe.counters([topo.origin.port])
+          const c = await probe.counters([topo.origin.port, ...nodes.map((n) => n.host.port)])
           const rx = c[topo.origin.port]?.rx
           if (rx !== undefined) result.originSeries.push([Math.round(t), rx])
+          // Each node's link (the switch port's counters): where a node's download or upload idled.
+          for (const n of nodes) {
+            const port = c[n.host.port]
+            if (port !== undefined) n.linkSeries.push([Math.round(t), port.tx, port.rx])
+          }
         } catch {
           // a missed sample
         }
@@ -246,6 +273,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
     result.originBytes = originAfter - originBefore
     result.originRatio = result.originBytes / S
     const countersAfter = await probe.counters(nodes.map((n) => n.host.port))
+    const queuesAfter = await linkQueues(topo.switchNs, nodes)
 
     // Bytes by source and resource use, while the servers still run.
     for (const n of nodes) {
@@ -299,6 +327,8 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
         ok: n.role !== 'pull' || (exit?.code === 0 && digestsOk === true),
         progress: n.progress,
       }
+      const first = n.linkSeries[0]
+      if (first !== undefined) nr.linkSeries = n.linkSeries.map(([t, rx, tx]) => [t, rx - first[1], tx - first[2]])
       if (error !== undefined) nr.error = error
       if (n.bytesBySource !== undefined) nr.bytesBySource = n.bytesBySource
       if (n.swarmMessages !== undefined) nr.swarmMessages = n.swarmMessages
@@ -307,6 +337,14 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       if (before !== undefined && after !== undefined) {
         nr.netRx = after.tx - before.tx
         nr.netTx = after.rx - before.rx
+      }
+      const qb = queuesBefore.get(n.k)
+      const qa = queuesAfter.get(n.k)
+      if (qb !== undefined && qa !== undefined) {
+        nr.queues = {
+          down: { sent: qa.down.sent - qb.down.sent, dropped: qa.down.dropped - qb.down.dropped },
+          up: { sent: qa.up.sent - qb.up.sent, dropped: qa.up.dropped - qb.up.dropped },
+        }
       }
       result.nodeResults.push(nr)
       if (!nr.ok) errors.push(`node ${n.k}: ${nr.error ?? 'failed'}`)

@@ -189,3 +189,20 @@ export async function netnsPermitted(): Promise<string | undefined> {
   }
   return undefined
 }
+
+/**
+ * What the leaf queue under `dev`'s rate (in `ns`) sent and dropped so far, in packets (GSO
+ * super-packets on veth): drops are a full queue.
+ */
+export async function queueCounts(ns: string, dev: string): Promise<{ sent: number; dropped: number }> {
+  const out = await run('tc', ['-n', ns, '-s', '-j', 'qdisc', 'show', 'dev', dev])
+  let sent = 0
+  let dropped = 0
+  for (const q of JSON.parse(out) as { kind?: string; drops?: number; packets?: number }[]) {
+    // HTB's root counts its leaf's packets again.
+    if (q.kind === 'htb') continue
+    sent += q.packets ?? 0
+    dropped += q.drops ?? 0
+  }
+  return { sent, dropped }
+}

@@ -110,10 +110,17 @@ export interface NodeResult {
   /** Bytes the node's link received / sent during the run (origin + peers), from the switch port. */
   netRx?: number
   netTx?: number
+  /**
+   * The node's link queues during the run, in packets (GSO super-packets): sent, and dropped when
+   * full — down: the switch port's towards the node; up: the node's own.
+   */
+  queues?: { down: { sent: number; dropped: number }; up: { sent: number; dropped: number } }
   /** Peers connected at the start (Shoal). */
   peersAtStart?: number
   /** [ms since t0, fraction of the image in the client's output dir]. */
   progress: [number, number][]
+  /** [ms since t0, bytes the node's link received, sent since the first sample]. */
+  linkSeries?: [number, number, number][]
 }
 
 export interface RunResult {
