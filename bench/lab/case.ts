@@ -75,7 +75,6 @@ const median = (xs: number[]): number | undefined => {
   return s.length % 2 === 1 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2
 }
 
-/** Kill victims for churn: spread over the nodes, never node 1 (the bootstrap). */
 /** Each node's two link queues (download: the switch port's; upload: its eth0's), by node number. */
 async function linkQueues(
   switchNs: string,
@@ -94,6 +93,7 @@ async function linkQueues(
   return out
 }
 
+/** Kill victims for churn: spread over the nodes, never node 1 (the bootstrap). */
 export function churnVictims(nodes: number, kill: number): number[] {
   const out: number[] = []
   for (let i = 0; i < kill; i++) out.push(2 + Math.floor((i * (nodes - 1)) / Math.max(1, kill)))
