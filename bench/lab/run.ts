@@ -3,6 +3,7 @@
  * the baselines in the same lab), tears everything down, and writes the JSON and the SVG pictures.
  */
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release } from 'node:os'
 import { join } from 'node:path'
@@ -97,6 +98,7 @@ export async function runLab(options: LabOptions): Promise<LabResult> {
       loadavgEnd: [],
       node: process.version,
       kernel: release(),
+      tcpCongestionControl: tcpCongestionControl(),
     },
     engine: await engineVersion(),
     runs: [],
@@ -167,7 +169,7 @@ export function renderReport(result: LabResult): string {
   const o = result.options
   parts.push(
     `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s (HTB, ${o.qdisc ?? 'pfifo'}), ${o.layers} layers; ` +
-      `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs`,
+      `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs; TCP congestion control ${result.machine.tcpCongestionControl ?? 'unknown'}`,
   )
   const wc = result.machine.writeCost
   if (wc !== undefined) {
@@ -248,4 +250,13 @@ async function writeOutputs(result: LabResult, outDir: string, log: (l: string) 
   log(
     `[lab] wrote ${json}${progress.length > 0 ? `, ${progress.join(', ')}` : ''}${result.files.sweepSvg === undefined ? '' : `, ${result.files.sweepSvg}`}`,
   )
+}
+
+/** The TCP congestion control new network namespaces start with (the host's; the lab's hosts use it). */
+function tcpCongestionControl(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim()
+  } catch {
+    return undefined
+  }
 }

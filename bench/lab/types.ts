@@ -191,6 +191,8 @@ export interface LabResult {
     loadavgEnd: number[]
     node: string
     kernel: string
+    /** The TCP congestion control the lab's hosts inherit from the machine (e.g. cubic, bbr). */
+    tcpCongestionControl?: string
     /** CPU ms per MiB written to a new file, first and again at once (see `writeCost`). */
     writeCost?: { firstMsPerMiB: number; againMsPerMiB: number }
   }
