@@ -24,7 +24,7 @@ import {
   SHOAL_MAIN,
   SKOPEO_BIN,
 } from './lab.js'
-import { nodeAddr, ORIGIN_ADDR, queueCounts } from './netns.js'
+import { nodeAddr, ORIGIN_ADDR, type QueueCounts, queueCounts } from './netns.js'
 import { describeExit, type LabProc, machineShares, machineTimes, type ProcTimes, procTimes, tail } from './proc.js'
 import type { BytesBySource, DaemonUsage, NodeResult, RunResult, Scenario, SwarmMessages, System } from './types.js'
 
@@ -341,10 +341,11 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       const qb = queuesBefore.get(n.k)
       const qa = queuesAfter.get(n.k)
       if (qb !== undefined && qa !== undefined) {
-        nr.queues = {
-          down: { sent: qa.down.sent - qb.down.sent, dropped: qa.down.dropped - qb.down.dropped },
-          up: { sent: qa.up.sent - qb.up.sent, dropped: qa.up.dropped - qb.up.dropped },
-        }
+        const since = (a: QueueCounts, b: QueueCounts): QueueCounts => ({
+          sent: a.sent - b.sent,
+          dropped: a.dropped - b.dropped,
+        })
+        nr.queues = { down: since(qa.down, qb.down), up: since(qa.up, qb.up) }
       }
       result.nodeResults.push(nr)
       if (!nr.ok) errors.push(`node ${n.k}: ${nr.error ?? 'failed'}`)

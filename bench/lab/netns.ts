@@ -190,11 +190,14 @@ export async function netnsPermitted(): Promise<string | undefined> {
   return undefined
 }
 
-/**
- * What the leaf queue under `dev`'s rate (in `ns`) sent and dropped so far, in packets (GSO
- * super-packets on veth): drops are a full queue.
- */
-export async function queueCounts(ns: string, dev: string): Promise<{ sent: number; dropped: number }> {
+/** Packets a link queue sent and dropped (GSO super-packets on veth): drops are a full queue. */
+export interface QueueCounts {
+  sent: number
+  dropped: number
+}
+
+/** What the leaf queue under `dev`'s rate (in `ns`) sent and dropped so far. */
+export async function queueCounts(ns: string, dev: string): Promise<QueueCounts> {
   const out = await run('tc', ['-n', ns, '-s', '-j', 'qdisc', 'show', 'dev', dev])
   let sent = 0
   let dropped = 0

@@ -1,6 +1,6 @@
 /** What the lab measures and writes to its JSON file. */
 
-import type { LeafQdisc } from './netns.js'
+import type { LeafQdisc, QueueCounts } from './netns.js'
 
 export type Scenario = 'P1' | 'P2' | 'P3' | 'P4' | 'size-sweep' | 'n-sweep'
 export type System = 'shoal' | 'direct' | 'proxy'
@@ -114,7 +114,7 @@ export interface NodeResult {
    * The node's link queues during the run, in packets (GSO super-packets): sent, and dropped when
    * full — down: the switch port's towards the node; up: the node's own.
    */
-  queues?: { down: { sent: number; dropped: number }; up: { sent: number; dropped: number } }
+  queues?: { down: QueueCounts; up: QueueCounts }
   /** Peers connected at the start (Shoal). */
   peersAtStart?: number
   /** [ms since t0, fraction of the image in the client's output dir]. */

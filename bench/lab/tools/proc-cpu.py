@@ -64,7 +64,8 @@ else:
     sys.exit('no lab pulls started')
 start = snapshot()
 last = dict(start)
-kinds = {}
+# Named while they run: a process's command line is gone once it exits.
+kinds = {pid: kind(pid, comm) for pid, (comm, _) in start.items()}
 t0 = time.time()
 seen_client = False
 for _ in range(4800):
