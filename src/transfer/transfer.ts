@@ -684,10 +684,12 @@ export class Transfer implements LocalBlob {
           swarm.release(data)
           return
         }
+        // Counted before it is stored: storing the last piece completes the blob and answers its
+        // clients, who must find every byte of it in the books by then.
+        this.onBytes('peer', data.byteLength)
         await this.storePiece(index, data, hash, peer.id)
         // Written, and fed to the whole-blob hash if it was next (storePiece waits for both).
         swarm.release(data)
-        this.onBytes('peer', data.byteLength)
         this.countOutcome('ok')
         this.log.debug({ peer: peer.id, index, ms: Date.now() - started }, 'piece received')
       })
@@ -810,10 +812,11 @@ export class Transfer implements LocalBlob {
             const [piece, at] = [buf, index]
             // Piece hashes are for peers: without a swarm, a piece table is made only if ever needed.
             const hash = this.swarm === undefined ? undefined : createHash('sha256').update(piece).digest()
+            // Counted before it is stored, as a peer's piece is (see requestFromPeer).
+            this.onBytes('origin', piece.length)
             storing = this.storePiece(at, piece, hash, 'origin').then(() => {
               // Written and hashed: nothing reads it any more.
               originPieces.give(piece)
-              this.onBytes('origin', piece.length)
               this.inflight.delete(at)
             })
             index++
