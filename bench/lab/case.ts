@@ -45,7 +45,18 @@ export interface CaseSpec {
   shoalLogLevel: string
   bootstrap: 'one' | 'all'
   clientLayout: 'oci' | 'dir'
+  /** Shoal only: each daemon serves one pull of a small image first, then the daemons go quiet (see warmUp). */
+  warmDaemons: boolean
 }
+
+/** The image each daemon serves once before the case with `warmDaemons` (its own content and repository). */
+export const WARMUP_MIB = 16
+
+/** The daemons count as quiet when together they use less than this share of a core per daemon, over a second. */
+const QUIET_CORE_SHARE = 0.03
+
+/** …waited for this long at most (the case goes on either way, and says so). */
+const QUIET_WAIT_MS = 30_000
 
 interface NodeState {
   k: number
@@ -65,6 +76,8 @@ interface NodeState {
   peersAtStart: number | undefined
   bytesBySource: BytesBySource | undefined
   swarmMessages?: SwarmMessages
+  /** With warm daemons: the daemon's counters at t0 (before it they counted the warm-up pull). */
+  countedBefore?: { bytes: BytesBySource; messages: SwarmMessages }
   error: string | undefined
 }
 
@@ -165,6 +178,7 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       await Promise.all(nodes.map((n) => lab.waitHttp(`http://${n.host.addr}:${REGISTRY_PORT}/v2/`, n.server!, 90_000)))
     }
     if (spec.system === 'shoal') await waitForSwarm(lab, nodes)
+    if (spec.system === 'shoal' && spec.warmDaemons) await warmUp(lab, spec, nodes, policy, label)
 
     if (spec.warm) {
       const seed = nodes[0] as NodeState
@@ -186,6 +200,15 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       seed.startMs = 0
     }
 
+    if (spec.system === 'shoal' && spec.warmDaemons) {
+      // Counters are totals over a daemon's life: the case counts from here.
+      await Promise.all(
+        nodes.map(async (n) => {
+          const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
+          n.countedBefore = { bytes: parseBytesBySource(r.body), messages: parseSwarmMessages(r.body) }
+        }),
+      )
+    }
     const pullers = nodes.filter((n) => n.role === 'pull')
     const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
     const originBefore = await lab.originTx()
@@ -282,8 +305,8 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       if (spec.system === 'shoal') {
         try {
           const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
-          n.bytesBySource = parseBytesBySource(r.body)
-          n.swarmMessages = parseSwarmMessages(r.body)
+          n.bytesBySource = bytesSince(parseBytesBySource(r.body), n.countedBefore?.bytes)
+          n.swarmMessages = messagesSince(parseSwarmMessages(r.body), n.countedBefore?.messages)
         } catch (err) {
           errors.push(`node ${n.k}: /metrics: ${err instanceof Error ? err.message : String(err)}`)
         }
@@ -474,7 +497,8 @@ function startClient(
   pushed: PushedImage,
   n: NodeState,
   policy: string,
-  what: 'seed' | 'pull',
+  what: 'seed' | 'pull' | 'warmup',
+  out = n.out,
 ): LabProc {
   const conf = join(n.dir, 'registries.conf')
   const direct = spec.system === 'direct'
@@ -499,11 +523,62 @@ function startClient(
   // An OCI layout destination would gzip the uncompressed layers (new digests, and CPU the
   // daemons then lack): keep them as they are.
   if (spec.clientLayout === 'oci') args.push('--dest-oci-accept-uncompressed-layers')
-  args.push(`docker://${ref}`, `${spec.clientLayout}:${n.out}`)
+  args.push(`docker://${ref}`, `${spec.clientLayout}:${out}`)
   return lab.procs.spawn(`skopeo-${n.host.name}-${what}`, 'ip', args, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: n.dir, TMPDIR: n.dir },
     logFile: join(n.dir, `client-${what}.log`),
   })
+}
+
+/**
+ * Warm daemons: every node pulls an image of its own through its daemon, all at once (a small cold
+ * herd: origin, pieces between peers, the clients' HTTP), then the lab waits until the daemons are
+ * quiet. A daemon started for the case compiles its code during its first pull (~1 000 functions
+ * optimised; an 8 MiB herd cost ten fresh daemons about twice the CPU it cost them the second time,
+ * docs/BENCHMARKS.md, twenty-sixth pass), which a fleet's long-running daemons paid long before.
+ */
+async function warmUp(lab: Lab, spec: CaseSpec, nodes: NodeState[], policy: string, label: string): Promise<void> {
+  const image = await lab.image(WARMUP_MIB, `lab/warmup-${WARMUP_MIB}m`)
+  const started = performance.now()
+  await Promise.all(
+    nodes.map(async (n) => {
+      const out = join(n.dir, 'warmup')
+      await mkdir(out, { recursive: true })
+      const client = startClient(lab, spec, image, n, policy, 'warmup', out)
+      const exit = await withTimeout(client.exited, 120_000, lab)
+      if (exit === undefined || exit.code !== 0) {
+        if (exit === undefined) await lab.procs.kill(client)
+        throw new Error(
+          `node ${n.k}: the warm-up pull failed (${exit === undefined ? 'timeout' : describeExit(exit)}):\n${tail(client.logFile)}`,
+        )
+      }
+      await rm(out, { recursive: true, force: true })
+    }),
+  )
+  const pulledS = (performance.now() - started) / 1000
+  const quiet = await daemonsQuiet(lab, nodes)
+  lab.log(
+    `${label}: warm-up pulls (${WARMUP_MIB} MiB) done in ${pulledS.toFixed(1)} s; daemons ${quiet.quiet ? 'quiet' : 'still busy'} after ${(quiet.waitedMs / 1000).toFixed(1)} s more (${quiet.coreShare.toFixed(2)} of a core per daemon over the last second)`,
+  )
+}
+
+/** Waits until the daemons' CPU is below QUIET_CORE_SHARE of a core each over a second, QUIET_WAIT_MS at most. */
+async function daemonsQuiet(
+  lab: Lab,
+  nodes: NodeState[],
+): Promise<{ quiet: boolean; waitedMs: number; coreShare: number }> {
+  const pids = nodes.flatMap((n) => (n.server === undefined ? [] : [n.server.pid]))
+  const cpu = (): number => pids.reduce((a, pid) => a + (procTimes(pid)?.cpuSeconds ?? 0), 0)
+  const started = performance.now()
+  let share = Number.POSITIVE_INFINITY
+  while (performance.now() - started < QUIET_WAIT_MS) {
+    const before = cpu()
+    const t = performance.now()
+    await lab.sleep(1000)
+    share = (cpu() - before) / ((performance.now() - t) / 1000) / Math.max(1, pids.length)
+    if (share < QUIET_CORE_SHARE) return { quiet: true, waitedMs: performance.now() - started, coreShare: share }
+  }
+  return { quiet: false, waitedMs: performance.now() - started, coreShare: share }
 }
 
 /** Every daemon connected to all the others, or 30 s: the peer counts are recorded either way. */
@@ -552,7 +627,7 @@ async function churn(lab: Lab, nodes: NodeState[], victims: Set<number>, mean: n
 async function daemonProgress(probe: Lab['probeOrThrow'], n: NodeState, imageBytes: number): Promise<number> {
   try {
     const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 2000)
-    const b = parseBytesBySource(r.body)
+    const b = bytesSince(parseBytesBySource(r.body), n.countedBefore?.bytes)
     return Math.min(1, (b.origin + b.peer) / imageBytes)
   } catch {
     return 0
@@ -581,6 +656,30 @@ export function parseBytesBySource(text: string): BytesBySource {
     if (k?.[1] !== undefined && k[2] !== undefined) out[k[1] as 'served' | 'unwanted'] = Number(k[2])
   }
   return out
+}
+
+/** Counters now less those at an earlier reading (none: as they are). */
+export function bytesSince(now: BytesBySource, before: BytesBySource | undefined): BytesBySource {
+  if (before === undefined) return now
+  const out: BytesBySource = {
+    origin: now.origin - before.origin,
+    peer: now.peer - before.peer,
+    cache: now.cache - before.cache,
+  }
+  if (now.served !== undefined) out.served = now.served - (before.served ?? 0)
+  if (now.unwanted !== undefined) out.unwanted = now.unwanted - (before.unwanted ?? 0)
+  return out
+}
+
+export function messagesSince(now: SwarmMessages, before: SwarmMessages | undefined): SwarmMessages {
+  if (before === undefined) return now
+  const less = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]))
+  return {
+    sent: less(now.sent, before.sent),
+    received: less(now.received, before.received),
+    declined: less(now.declined, before.declined),
+  }
 }
 
 export function parseSwarmMessages(text: string): SwarmMessages {

@@ -107,7 +107,7 @@ export class Lab {
   topo: Topology | undefined
   probe: Probe | undefined
   origin: LabProc | undefined
-  private readonly images = new Map<number, PushedImage>()
+  private readonly images = new Map<string, PushedImage>()
   private tornDown = false
   private readonly t0 = performance.now()
 
@@ -220,16 +220,15 @@ export class Lab {
     throw new Error(`${proc.name}: ${url} not 200 within ${timeoutMs} ms (last: ${last}):\n${tail(proc.logFile)}`)
   }
 
-  /** The image of `sizeMiB`, built and pushed to the origin once per lab. */
-  async image(sizeMiB: number): Promise<PushedImage> {
-    const have = this.images.get(sizeMiB)
+  /** The image of `sizeMiB` (in repository `repo`), built and pushed to the origin once per lab. */
+  async image(sizeMiB: number, repo = `lab/img-${sizeMiB}m`): Promise<PushedImage> {
+    const have = this.images.get(repo)
     if (have !== undefined) return have
     const topo = this.topology
-    const dir = join(this.workDir, `image-${sizeMiB}m`)
+    const dir = join(this.workDir, `image-${repo.replaceAll('/', '-')}`)
     const started = performance.now()
     const image = await buildImage(dir, sizeMiB * MiB, this.opts.layers)
     this.checkAbort()
-    const repo = `lab/img-${sizeMiB}m`
     const policy = join(this.workDir, 'policy.json')
     await writeFile(policy, POLICY_ACCEPT_ANYTHING)
     // Pushed from inside the origin host over its loopback: not through the shaped link.
@@ -257,7 +256,7 @@ export class Lab {
       `image ${repo}:${image.tag}: ${image.layers.length} layers, ${(image.size / MiB).toFixed(1)} MiB, built and pushed in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     )
     const pushed = { image, repo }
-    this.images.set(sizeMiB, pushed)
+    this.images.set(repo, pushed)
     return pushed
   }
 

@@ -38,6 +38,10 @@ const USAGE = `usage: npm run lab -- [options]        (as root)
   --bootstrap <one|all> daemons 2…N bootstrap to node 1 only (default), or each to all the others
   --client-layout <l>   skopeo's destination: oci (layers in parallel, like containerd; default)
                         or dir (skopeo 1.9 copies the layers one after the other)
+  --warm-daemons        before each Shoal case, every daemon serves one pull of a small image of
+                        its own (16 MiB, all nodes at once) and the case waits until the daemons'
+                        CPU is quiet: daemons that have run before, as on a fleet (default: daemons
+                        started for the case; their first pull also compiles their code)
   --max-minutes <n>     hard bound on the whole lab (default 240)
   --cleanup             only remove namespaces (shlab*) and their processes left by a killed lab
   -h, --help
@@ -91,6 +95,7 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
       'log-level': { type: 'string' },
       bootstrap: { type: 'string' },
       'client-layout': { type: 'string' },
+      'warm-daemons': { type: 'boolean' },
       'max-minutes': { type: 'string' },
       cleanup: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -144,6 +149,7 @@ export function parseLabArgs(argv: string[], outDefault: string): LabOptions & {
       throw new Error('--client-layout: oci or dir')
     o.clientLayout = values['client-layout']
   }
+  if (values['warm-daemons'] === true) o.warmDaemons = true
   if (values['max-minutes'] !== undefined) o.maxMinutes = int(values['max-minutes'], 'max-minutes', 1, 24 * 60)
   if (o.scenarios.includes('P3') && o.churnKill >= o.nodes) throw new Error('--churn-kill must be below --nodes')
   return o

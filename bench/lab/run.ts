@@ -35,6 +35,7 @@ export const DEFAULTS: Omit<LabOptions, 'outDir'> = {
   shoalLogLevel: 'info',
   bootstrap: 'one',
   clientLayout: 'oci',
+  warmDaemons: false,
   sampleMs: 250,
   maxMinutes: 240,
 }
@@ -53,6 +54,7 @@ export function casesOf(opts: LabOptions, scenario: Scenario): Omit<CaseSpec, 'r
     shoalLogLevel: opts.shoalLogLevel,
     bootstrap: opts.bootstrap,
     clientLayout: opts.clientLayout,
+    warmDaemons: opts.warmDaemons,
   }
   const withBaselines = (
     spec: Omit<CaseSpec, 'run' | 'system'>,
@@ -169,7 +171,7 @@ export function renderReport(result: LabResult): string {
   const o = result.options
   parts.push(
     `Shoal lab — origin ${o.originMbit} Mbit/s, nodes ${o.nodeMbit} Mbit/s (HTB, ${o.qdisc ?? 'pfifo'}), ${o.layers} layers; ` +
-      `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs; TCP congestion control ${result.machine.tcpCongestionControl ?? 'unknown'}`,
+      `median of ${o.runs} run(s) (sweeps: ${o.sweepRuns}); engine ${result.engine.head}+${result.engine.srcDiff}; load avg ${result.machine.loadavgStart[0]?.toFixed(2)} → ${result.machine.loadavgEnd[0]?.toFixed(2)} on ${result.machine.cpus} CPUs; TCP congestion control ${result.machine.tcpCongestionControl ?? 'unknown'}${o.warmDaemons ? '; warm daemons' : ''}`,
   )
   const wc = result.machine.writeCost
   if (wc !== undefined) {

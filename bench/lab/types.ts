@@ -49,6 +49,12 @@ export interface LabOptions {
    * and podman pull them) or 'dir' (skopeo 1.9 copies one layer after the other).
    */
   clientLayout: 'oci' | 'dir'
+  /**
+   * Before each Shoal case every daemon serves one pull of a small image of its own (a herd of
+   * WARMUP_MIB), and the case starts once the daemons' CPU has gone quiet: daemons that have worked
+   * before, as on a fleet, instead of processes started for the case (see bench/lab/case.ts).
+   */
+  warmDaemons: boolean
   sampleMs: number
   /** Hard bound on the whole lab. */
   maxMinutes: number
