@@ -87,32 +87,12 @@ const s = (ms) => (ms / 1000).toFixed(1)
 console.log(
   `\n${rows.length} pieces injected by the seed, ${rows.filter((r) => r.n >= pullers.length).length} reached every puller`,
 )
-console.log(
-  `seed took it up → first puller has it: median ${s(
-    quantile(
-      rows.map((r) => r.first),
-      0.5,
-    ),
-  )} s, 90th percentile ${s(
-    quantile(
-      rows.map((r) => r.first),
-      0.9,
-    ),
-  )} s`,
-)
-console.log(
-  `seed took it up → last puller has it: median ${s(
-    quantile(
-      rows.map((r) => r.last),
-      0.5,
-    ),
-  )} s, 90th percentile ${s(
-    quantile(
-      rows.map((r) => r.last),
-      0.9,
-    ),
-  )} s`,
-)
+const spread = (what, key) => {
+  const xs = rows.map((r) => r[key])
+  console.log(`seed took it up → ${what}: median ${s(quantile(xs, 0.5))} s, 90th percentile ${s(quantile(xs, 0.9))} s`)
+}
+spread('first puller has it', 'first')
+spread('last puller has it', 'last')
 const tail = rows.slice(-20)
 if (tail.length > 0) {
   console.log(
