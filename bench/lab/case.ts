@@ -76,7 +76,7 @@ interface NodeState {
   peersAtStart: number | undefined
   bytesBySource: BytesBySource | undefined
   swarmMessages?: SwarmMessages
-  /** With warm daemons: the daemon's counters at t0 (before it they counted the warm-up pull). */
+  /** With warm daemons: the daemon's counters after the warm-up pull (see warmUp). */
   countedBefore?: { bytes: BytesBySource; messages: SwarmMessages }
   error: string | undefined
 }
@@ -200,15 +200,6 @@ export async function runCase(lab: Lab, spec: CaseSpec): Promise<RunResult> {
       seed.startMs = 0
     }
 
-    if (spec.system === 'shoal' && spec.warmDaemons) {
-      // Counters are totals over a daemon's life: the case counts from here.
-      await Promise.all(
-        nodes.map(async (n) => {
-          const r = await probe.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
-          n.countedBefore = { bytes: parseBytesBySource(r.body), messages: parseSwarmMessages(r.body) }
-        }),
-      )
-    }
     const pullers = nodes.filter((n) => n.role === 'pull')
     const victims = spec.churnKill > 0 ? new Set(churnVictims(spec.nodes, spec.churnKill)) : new Set<number>()
     const originBefore = await lab.originTx()
@@ -557,6 +548,14 @@ async function warmUp(lab: Lab, spec: CaseSpec, nodes: NodeState[], policy: stri
   )
   const pulledS = (performance.now() - started) / 1000
   const quiet = await daemonsQuiet(lab, nodes)
+  // Counters are totals over a daemon's life: the case counts from here (a P4 seed's own pull
+  // included, as without warm daemons).
+  await Promise.all(
+    nodes.map(async (n) => {
+      const r = await lab.probeOrThrow.get(`http://${n.host.addr}:${ADMIN_PORT}/metrics`, 3000)
+      n.countedBefore = { bytes: parseBytesBySource(r.body), messages: parseSwarmMessages(r.body) }
+    }),
+  )
   lab.log(
     `${label}: warm-up pulls (${WARMUP_MIB} MiB) done in ${pulledS.toFixed(1)} s; daemons ${quiet.quiet ? 'quiet' : 'still busy'} after ${(quiet.waitedMs / 1000).toFixed(1)} s more (${quiet.coreShare.toFixed(2)} of a core per daemon over the last second)`,
   )
