@@ -735,6 +735,56 @@ describe('Transfer: piece requests to peers', () => {
     assert.ok(stored.equals(data), 'the stored blob is the original')
   })
 
+  test('the pieces from the first missing one on are asked first, in order, once two peers hold them', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(16 * PIECE)
+    const a = new FakePeer('a', data)
+    const b = new FakePeer('b', data)
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, peerRequestsPerPeer: 4 },
+      { store, logger: silentLogger(), origin: noOrigin, swarm: fakeSwarm([a, b]) },
+    )
+    await t.start()
+    await waitFor('eight requests', () => a.asked.length + b.asked.length === 8)
+    const asked = [...a.asked, ...b.asked].map((x) => x.index).sort((x, y) => x - y)
+    assert.deepEqual(asked, [0, 1, 2, 3, 4, 5, 6, 7], 'the eight pieces the clients and the hash need next')
+    for (let round = 0; round < 200 && t.downloading; round++) {
+      for (const p of [a, b]) for (const x of p.asked.splice(0)) x.answer(p.piece(x.index))
+      await sleep(10)
+    }
+    await within(5000, t.done, 'done')
+  })
+
+  test('a blob whose first piece comes last is hashed from the others read back, and stored right', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const N = 24
+    const data = randomBytes(N * PIECE)
+    const holder = new FakePeer('holder', data)
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, peerRequestsPerPeer: 4 },
+      { store, logger: silentLogger(), origin: noOrigin, swarm: fakeSwarm([holder]) },
+    )
+    await t.start()
+    let first: FakePeer['asked'][number] | undefined
+    const rest = Array.from({ length: N - 1 }, (_, i) => i + 1)
+    for (let round = 0; round < 400 && !rest.every((i) => t.has(i)); round++) {
+      for (const x of holder.asked.splice(0)) {
+        if (x.index === 0) first = x
+        else x.answer(Uint8Array.from(holder.piece(x.index)))
+      }
+      await sleep(5)
+    }
+    await waitFor('every piece but the first', () => rest.every((i) => t.has(i)) && first !== undefined)
+    assert.equal(t.has(0), false)
+    // The whole-blob hash now reads the other 23 back, a few at a time, in buffers used again.
+    first?.answer(Uint8Array.from(holder.piece(0)))
+    await within(5000, t.done, 'done')
+    const stored = await readFile(store.blobPath(digestOf(data)))
+    assert.ok(stored.equals(data), 'the stored blob is the original')
+  })
+
   test('no origin fetch while a holder whose session was just lost is rejoining; its pieces come from it', {
     timeout: TEST_TIMEOUT,
   }, async () => {
