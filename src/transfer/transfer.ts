@@ -112,7 +112,7 @@ const RAREST_WINDOW = 256
 const FRONTIER_PIECES = 8
 
 /** Bytes of pieces the whole-blob hash reads back from the partial file at once (see advanceHash). */
-const HASH_READ_AHEAD_BYTES = 16 * 1024 * 1024
+const HASH_READ_AHEAD_BYTES = 4 * 1024 * 1024
 
 /** Bytes per origin request while no peer is known (whole pieces, one at least). */
 const ALONE_RUN_BYTES = 64 * 1024 * 1024
@@ -887,13 +887,15 @@ export class Transfer implements LocalBlob {
    * Feeds the whole-blob hash with the contiguous pieces; verifies and commits at the end.
    *
    * Pieces that came out of order (most of them with peers) are read back from the partial file,
-   * `HASH_READ_AHEAD_BYTES` of them at a time (16 pieces of 1 MiB, one of 16 MiB): one read at a
-   * time made each piece wait a whole round trip through a busy node's thread pool and event
+   * `HASH_READ_AHEAD_BYTES` of them at a time (four pieces of 1 MiB, one of 4 or 16 MiB): one read
+   * at a time made each piece wait a whole round trip through a busy node's thread pool and event
    * loop, and as the piece the hash waits for often comes among the last, a blob's clients waited
-   * seconds after its last piece for the hash to catch up (lab P2: 4.6–5.7 s on the first node;
-   * lab P4, 36 layers: 2.3 s median with four at a time, 0.9 s with sixteen). The buffers are
-   * reused (a fresh one per piece was a large share of a daemon's allocations) and dropped when
-   * the blob is hashed.
+   * seconds after its last piece for the hash to catch up (lab P2: 4.6–5.7 s on the first node).
+   * Sixteen at a time caught up faster still (lab P4: 0.9 against 2.3 s per layer, median), but
+   * the pulls were not faster (two pairs), and four layers then put 64 reads on a thread pool of
+   * four that piece writes and reads for peers share (BENCHMARKS, twenty-seventh pass). The
+   * buffers are reused (a fresh one per piece was a large share of a daemon's allocations) and
+   * dropped when the blob is hashed.
    */
   private advanceHash(justWritten?: number, data?: Uint8Array): Promise<void> {
     this.hashing = this.hashing.then(async () => {
