@@ -173,10 +173,9 @@ export class Transfer implements LocalBlob {
   private hashedPieces = 0
   private hashing: Promise<void> = Promise.resolve()
   /** Buffers the whole-blob hash reads pieces back into, free for the next reads. */
-  private hashScratch: Buffer[] = []
-  /** When the last piece was written (for the log: what the whole-blob hash and the commit took after it). */
-  private allStoredAt: number | undefined
-  private hashedAtAllStored: number | undefined
+  private hashScratch: Buffer<ArrayBuffer>[] = []
+  /** When the last piece was written and how far the whole-blob hash was then (for the log). */
+  private allStored: { at: number; hashed: number } | undefined
   private checkpointing: Promise<void> = Promise.resolve()
   private uncheckpointed = 0
   /** The partial file was thrown away (wrong content): nothing more is recorded for it. */
@@ -871,10 +870,7 @@ export class Transfer implements LocalBlob {
     this.hashes[index] = hash
     this.deliveredBy[index] = from
     this.have.set(index)
-    if (this.have.complete) {
-      this.allStoredAt = Date.now()
-      this.hashedAtAllStored = this.hashedPieces
-    }
+    if (this.have.complete) this.allStored = { at: Date.now(), hashed: this.hashedPieces }
     this.uncheckpointed += data.byteLength
     if (hash !== undefined) this.swarm?.announceHave(index, hash, from === 'origin' ? undefined : from)
     this.wake()
@@ -899,7 +895,7 @@ export class Transfer implements LocalBlob {
    */
   private advanceHash(justWritten?: number, data?: Uint8Array): Promise<void> {
     this.hashing = this.hashing.then(async () => {
-      const ahead: { buf?: Buffer; read: Promise<Uint8Array> }[] = []
+      const ahead: { buf?: Buffer<ArrayBuffer>; read: Promise<Uint8Array> }[] = []
       const depth = Math.max(1, Math.floor(HASH_READ_AHEAD_BYTES / this.pieceSize))
       try {
         for (;;) {
@@ -912,9 +908,8 @@ export class Transfer implements LocalBlob {
               ahead.push({ read: Promise.resolve(data) })
               continue
             }
-            const [start, end] = this.bounds(j)
             const buf = this.hashScratch.pop() ?? Buffer.allocUnsafe(this.pieceSize)
-            const read = this.readPieceInto(j, buf.subarray(0, end - start))
+            const read = this.readPiece(j, buf)
             // Awaited in order below; after a failed one the rest are only waited for.
             read.catch(() => {})
             ahead.push({ buf, read })
@@ -970,9 +965,9 @@ export class Transfer implements LocalBlob {
       {
         size: this.size,
         ms: Date.now() - this.startedAt,
-        storedMs: this.allStoredAt === undefined ? undefined : this.allStoredAt - this.startedAt,
+        storedMs: this.allStored && this.allStored.at - this.startedAt,
         verifiedMs: verifiedAt - this.startedAt,
-        hashedAtStored: this.hashedAtAllStored,
+        hashedAtStored: this.allStored?.hashed,
         peerRequests: this.requestOutcomes,
       },
       'blob verified and stored',
