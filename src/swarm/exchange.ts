@@ -133,6 +133,9 @@ const ORPHANED_CLAIM_MS = 10_000
 /** How long a claim that the piece is being fetched is not replaced by another peer's queued claim. */
 const FETCHING_CLAIM_KEPT_MS = 10_000
 
+/** Claims (and go-aheads, hand-offs) kept per blob at most: a peer cannot make them grow unbounded. */
+const MAX_HEARD_CLAIMS = 1_000_000
+
 /**
  * Claims from different peers heard within this long of each other race (a Claim can take 2.6 s
  * to cross a busy connection): of those, the one rendezvous ranks highest is kept (see onMessage).
@@ -183,6 +186,7 @@ const HIGH_WATER = 1024 * 1024
 class Session implements SwarmPeer {
   readonly id: string
   downloading = false
+  takesHandoffs = false
   inflight = 0
   throughput = 0
   busyUntil = 0
@@ -255,6 +259,7 @@ class Session implements SwarmPeer {
 
   onHello(h: Hello): void {
     this.downloading = h.downloading
+    this.takesHandoffs = h.takesHandoffs
     if (h.size > 0n) this.remoteSize = Number(h.size)
     this.rawBits = h.bitfield
     this.bits = undefined
@@ -386,6 +391,8 @@ class BlobSessions {
   readonly claims = new Map<number, HeardClaim>()
   /** Queued pieces their owner left to a peer that took them over: piece → that peer. */
   readonly yielded = new Map<number, string>()
+  /** Queued pieces a peer handed to this node, the new rendezvous owner, not yet claimed here. */
+  readonly handedHere = new Set<number>()
   /** Peers whose session ended while they stayed connected, with when (see REJOIN_GRACE_MS). */
   readonly lost = new Map<string, { peer: PeerId; at: number; until: number; dialledAt: number }>()
   /** Pieces this node is sending, or sent and not yet announced by their recipient. */
@@ -405,9 +412,12 @@ interface HeardClaim {
   orphanedAt?: number
 }
 
-/** A Claim of `kind`; with `yieldTo`, the claimer leaves the piece to that peer instead. */
-function claimMessage(index: number, kind: ClaimKind, yieldTo = ''): Message {
-  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo } }
+/**
+ * A Claim of `kind`; with `yieldTo`, the claimer leaves the piece to that peer instead: a taker's
+ * go-ahead, or with `handoff` a queued piece handed to its new rendezvous owner.
+ */
+function claimMessage(index: number, kind: ClaimKind, yieldTo = '', handoff = false): Message {
+  return { claim: { index, queued: kind.queued === true, takeover: kind.takeover === true, yieldTo, handoff } }
 }
 
 /** The view one transfer has of the swarm for its blob. */
@@ -476,6 +486,22 @@ class TransferSwarm implements BlobSwarm {
 
   yieldedTo(index: number): string | undefined {
     return this.blob.yielded.get(index)
+  }
+
+  handOffClaim(index: number, to: string): void {
+    const peer = this.blob.sessions.get(to)
+    if (peer === undefined || !peer.takesHandoffs) return
+    this.ownClaims.delete(index)
+    // Held here as the new owner's queued claim at once, as the peers will: this node must not take
+    // the piece back before that owner's own claim comes.
+    if (this.blob.claims.size < MAX_HEARD_CLAIMS) {
+      this.blob.claims.set(index, { peer: to, claimer: peer.peer, at: Date.now(), queued: true, takeover: false })
+    }
+    this.broadcast(claimMessage(index, { queued: true }, to, true))
+  }
+
+  takeHandOff(index: number): boolean {
+    return this.blob.handedHere.delete(index)
   }
 
   claimOf(index: number): HeardClaim | undefined {
@@ -676,8 +702,10 @@ export class PieceExchange implements SwarmAccess {
     const blob = this.blobFor(digest)
     blob.size = size
     for (const s of blob.sessions.values()) s.sizeKnown(size)
-    // Go-aheads were for an earlier transfer of this blob (one that failed): a new one asks again.
+    // Go-aheads and hand-offs were for an earlier transfer of this blob (one that failed): a new one
+    // asks again.
     blob.yielded.clear()
+    blob.handedHere.clear()
     const swarm = new TransferSwarm(this, blob, local)
     blob.swarm = swarm
     this.transfers++
@@ -908,6 +936,7 @@ export class PieceExchange implements SwarmAccess {
       bitfield: local?.bitfield() ?? new Uint8Array(),
       downloading: session.blob.swarm?.local.downloading === true,
       pieceHashes: [],
+      takesHandoffs: true,
     }
     if (local !== undefined && !local.downloading) {
       const table = await local.pieceTable()
@@ -1099,6 +1128,29 @@ export class PieceExchange implements SwarmAccess {
     return n
   }
 
+  /**
+   * `session`'s peer handed its queued piece `index` to `to`, the piece's rendezvous owner now. To
+   * this node: it may claim the piece (once; see `takeHandOff`), the sender's claim is gone. To
+   * anyone else: `to` holds it queued, unless a third peer is fetching it already.
+   */
+  private onHandOff(session: Session, index: number, to: string): void {
+    const blob = session.blob
+    const held = blob.claims.get(index)
+    if (to === this.selfId) {
+      if (blob.handedHere.size < MAX_HEARD_CLAIMS) blob.handedHere.add(index)
+      if (held?.peer === session.id) blob.claims.delete(index)
+    } else {
+      const now = Date.now()
+      const fetching =
+        held !== undefined && !held.queued && held.peer !== session.id && now - held.at < FETCHING_CLAIM_KEPT_MS
+      if (!fetching && blob.claims.size < MAX_HEARD_CLAIMS) {
+        const claimer = blob.sessions.get(to)?.peer
+        blob.claims.set(index, { peer: to, claimer, at: now, queued: true, takeover: false })
+      }
+    }
+    blob.swarm?.changed()
+  }
+
   private onMessage(session: Session, m: Message): void {
     countMessage(this.stats.messagesReceived, m)
     session.blob.lastActivity = Date.now()
@@ -1114,13 +1166,15 @@ export class PieceExchange implements SwarmAccess {
       // half the Haves of a herd; the transfer's own tick covers what time changes).
       if (swarm !== undefined && !swarm.local.has(m.have.index)) swarm.changed()
     }
-    if (m.claim !== undefined && m.claim.yieldTo !== '') {
+    if (m.claim?.handoff === true && m.claim.yieldTo !== '') {
+      this.onHandOff(session, m.claim.index, m.claim.yieldTo)
+    } else if (m.claim !== undefined && m.claim.yieldTo !== '') {
       // The sender left its queued piece to a peer that took it over: from now on that peer's
       // claim (as a takeover, so that nobody takes it over again). The taker itself fetches it now.
       const blob = session.blob
       const { index, yieldTo } = m.claim
-      if (blob.yielded.size < 1_000_000) blob.yielded.set(index, yieldTo)
-      if (yieldTo !== this.selfId && blob.claims.size < 1_000_000) {
+      if (blob.yielded.size < MAX_HEARD_CLAIMS) blob.yielded.set(index, yieldTo)
+      if (yieldTo !== this.selfId && blob.claims.size < MAX_HEARD_CLAIMS) {
         const claimer = blob.sessions.get(yieldTo)?.peer
         blob.claims.set(index, { peer: yieldTo, claimer, at: Date.now(), queued: false, takeover: true })
       }
@@ -1148,7 +1202,7 @@ export class PieceExchange implements SwarmAccess {
         !takeover &&
         now - held.at < CLAIM_RACE_MS &&
         rendezvousScore(held.peer, blob.digest.value, index) > rendezvousScore(session.id, blob.digest.value, index)
-      if (!(hidden && now - held.at < FETCHING_CLAIM_KEPT_MS) && !outranked && blob.claims.size < 1_000_000) {
+      if (!(hidden && now - held.at < FETCHING_CLAIM_KEPT_MS) && !outranked && blob.claims.size < MAX_HEARD_CLAIMS) {
         // A peer that took the piece over and now fetches it still holds it as a takeover: its
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)

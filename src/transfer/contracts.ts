@@ -27,6 +27,8 @@ export interface LocalBlob {
 export interface SwarmPeer {
   readonly id: string
   readonly downloading: boolean
+  /** The peer takes queued pieces handed to it (see `BlobSwarm.handOffClaim`). */
+  readonly takesHandoffs?: boolean
   has(index: number): boolean
   /** The piece hash this peer announced (Have, or its piece table). */
   hashOf(index: number): Uint8Array | undefined
@@ -86,6 +88,14 @@ export interface BlobSwarm {
   yieldClaim?(index: number, taker: string): void
   /** The peer a queued piece's owner left it to (see `yieldClaim`), this node included. */
   yieldedTo?(index: number): string | undefined
+  /**
+   * This node hands its queued piece `index` to `to`, the piece's rendezvous owner now (a peer
+   * that began downloading after this node claimed it): the claim is withdrawn, every peer is told,
+   * and `to` claims it. Nothing happens when `to` does not take hand-offs.
+   */
+  handOffClaim?(index: number, to: string): void
+  /** True (once) when a peer handed piece `index` to this node: it may claim it as its own. */
+  takeHandOff?(index: number): boolean
   /** The latest claim another peer made on a piece, with when it was heard. */
   claimOf(index: number): ({ peer: string; at: number } & ClaimKind) | undefined
   ban(peerId: string, reason: string): void

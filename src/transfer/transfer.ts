@@ -161,8 +161,12 @@ export class Transfer implements LocalBlob {
   private readonly claimStarted = new Map<number, number>()
   /** Claimed pieces this node took over from another downloader's queue, not yet fetching. */
   private readonly takenOver = new Set<number>()
+  /** Claimed pieces this node owned by the rendezvous when it claimed them (or was handed): see `handOff`. */
+  private readonly ownerClaimed = new Set<number>()
   /** When each other downloader was first seen: an owner's grace to claim starts there. */
   private readonly firstSeen = new Map<string, number>()
+  /** Since the last `handOff`, a downloader was seen for the first time or a piece was handed here. */
+  private reviewOwners = false
   /** The downloaders of the last scheduling round, and when one of them last left. */
   private lastDownloaders = new Set<string>()
   private downloaderLeftAt = 0
@@ -358,7 +362,11 @@ export class Transfer implements LocalBlob {
     const peers = (this.swarm?.peers() ?? []).filter((p) => p !== undefined)
     const downloaders = [this.swarm?.selfId ?? 'self', ...peers.filter((p) => p.downloading).map((p) => p.id)]
     const now = Date.now()
-    for (const id of downloaders) if (!this.firstSeen.has(id)) this.firstSeen.set(id, now)
+    for (const id of downloaders) {
+      if (this.firstSeen.has(id)) continue
+      this.firstSeen.set(id, now)
+      this.reviewOwners = true
+    }
     this.noteLeavers(downloaders, now)
     const swarmActive = peers.length > 0
     if (swarmActive) this.requestFromPeers(peers)
@@ -374,6 +382,7 @@ export class Transfer implements LocalBlob {
       this.refreshClaims(now)
       return false
     }
+    if (swarmActive && this.reviewOwners) this.handOff(peers, downloaders)
     let originSlots: number | undefined
     let waiting = false
     /** Pieces nobody in session holds, this node included (the only ones a takeover may take). */
@@ -432,6 +441,65 @@ export class Transfer implements LocalBlob {
       }
     }
     this.lastDownloaders = current
+  }
+
+  /**
+   * Downloaders that came after this node claimed its pieces own some of them by the rendezvous
+   * now: the queued ones (not started, not taken over) go to their new owner, which claims and
+   * fetches them through its own origin slots. Without this, the first node of a staggered rollout
+   * — alone for a moment, so every piece's owner — kept every claim: the late starters only took
+   * pieces over one at a time from the backs of its queues, and the fronts of the layers, which the
+   * clients wait for, came through the few origin slots of one node (lab P2: the clients held a
+   * quarter of the image at 22 s, against 13.5 s when all start together). Only pieces this node
+   * claimed as their owner go: one it took because its owner was slow to claim stays (handing it
+   * back would undo that), and each hand-off goes to a node that ranks higher than this one, so a
+   * piece passed on again (a node that sees a downloader this one did not) moves up and stops.
+   */
+  private handOff(peers: SwarmPeer[], downloaders: string[]): void {
+    this.reviewOwners = false
+    const swarm = this.swarm
+    if (swarm?.handOffClaim === undefined || this.ownerClaimed.size === 0) return
+    const takers = new Set(peers.filter((p) => p.takesHandoffs === true).map((p) => p.id))
+    if (takers.size === 0) return
+    let handed = 0
+    for (const i of [...this.ownerClaimed]) {
+      if (!this.claimedAt.has(i) || this.have.has(i)) {
+        this.ownerClaimed.delete(i)
+        continue
+      }
+      if (this.inflight.has(i) || this.takenOver.has(i)) continue
+      // A takeover of it is waiting for this node's answer (yieldsTo gives it).
+      if (swarm.claimOf(i)?.takeover === true) continue
+      const owner = this.ownerOf(i, downloaders)
+      if (owner === swarm.selfId || !takers.has(owner)) continue
+      this.dropClaim(i)
+      swarm.handOffClaim(i, owner)
+      handed++
+    }
+    if (handed > 0)
+      this.log.debug({ handed, downloaders: downloaders.length }, 'queued pieces handed to their new owners')
+  }
+
+  /** The downloader the rendezvous picks to fetch piece `index` from the origin. */
+  private ownerOf(index: number, downloaders: string[]): string {
+    let owner = downloaders[0] ?? ''
+    let best = -1n
+    for (const id of downloaders) {
+      const score = rendezvousScore(id, this.digest.value, index)
+      if (score > best) {
+        best = score
+        owner = id
+      }
+    }
+    return owner
+  }
+
+  /** This node no longer claims piece `index` (it left it to another). */
+  private dropClaim(index: number): void {
+    this.claimedAt.delete(index)
+    this.claimStarted.delete(index)
+    this.takenOver.delete(index)
+    this.ownerClaimed.delete(index)
   }
 
   /** Pieces this node claimed and has not started fetching. */
@@ -544,9 +612,7 @@ export class Transfer implements LocalBlob {
       yields = other.takeover === true || ranksHigher(other.peer)
     }
     if (!yields) return false
-    this.claimedAt.delete(index)
-    this.claimStarted.delete(index)
-    this.takenOver.delete(index)
+    this.dropClaim(index)
     // The owner answers the takeover it heard: that taker's go-ahead (one taker, whoever else asks).
     if (!takingOver && other?.takeover === true && swarm.yieldClaim !== undefined) swarm.yieldClaim(index, other.peer)
     else swarm.withdrawClaim?.(index)
@@ -584,6 +650,7 @@ export class Transfer implements LocalBlob {
     for (const [index, at] of this.claimedAt) {
       if (this.have.has(index)) {
         this.claimedAt.delete(index)
+        this.ownerClaimed.delete(index)
         continue
       }
       if (progressing && now - at > this.opts.claimTimeoutMs / 3) this.claim(index, now)
@@ -643,17 +710,20 @@ export class Transfer implements LocalBlob {
     const swarm = this.swarm
     if (swarm === undefined || this.claimedAt.has(index)) return true
     const claim = swarm.claimOf(index)
-    if (claim !== undefined && now - claim.at < this.opts.claimTimeoutMs) return false
-    let owner = swarm.selfId
-    let best = -1n
-    for (const id of downloaders) {
-      const score = rendezvousScore(id, this.digest.value, index)
-      if (score > best) {
-        best = score
-        owner = id
-      }
+    const claimed = claim !== undefined && now - claim.at < this.opts.claimTimeoutMs
+    // Handed to this node by its earlier owner (see handOff): its own now, unless a third node has
+    // claimed it meanwhile.
+    if (swarm.takeHandOff?.(index) === true && !claimed) {
+      this.ownerClaimed.add(index)
+      this.reviewOwners = true
+      return true
     }
-    if (owner === swarm.selfId) return true
+    if (claimed) return false
+    const owner = this.ownerOf(index, downloaders)
+    if (owner === swarm.selfId) {
+      this.ownerClaimed.add(index)
+      return true
+    }
     // The owner gets `ownerWaitMs` from when we first saw it downloading to claim the piece, and
     // `ownerChangeWaitMs` from when another downloader left (it may be the owner since then).
     const known = Math.max(this.startedAt, this.firstSeen.get(owner) ?? now)

@@ -9,6 +9,7 @@ export interface Hello {
   bitfield: Uint8Array<ArrayBuffer>
   downloading: boolean
   pieceHashes: Uint8Array<ArrayBuffer>[]
+  takesHandoffs: boolean
 }
 
 export namespace Hello {
@@ -48,6 +49,11 @@ export namespace Hello {
           }
         }
 
+        if ((obj.takesHandoffs != null && obj.takesHandoffs !== false)) {
+          w.uint32(48)
+          w.bool(obj.takesHandoffs)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -57,7 +63,8 @@ export namespace Hello {
           size: 0n,
           bitfield: uint8ArrayAlloc(0),
           downloading: false,
-          pieceHashes: []
+          pieceHashes: [],
+          takesHandoffs: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -88,6 +95,10 @@ export namespace Hello {
               }
 
               obj.pieceHashes.push(reader.bytes())
+              break
+            }
+            case 6: {
+              obj.takesHandoffs = reader.bool()
               break
             }
             default: {
@@ -152,6 +163,13 @@ export namespace Hello {
 
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.takesHandoffs`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -190,6 +208,11 @@ export namespace Hello {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface HelloTakesHandoffsFieldEvent {
+    field: '$.takesHandoffs'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Hello>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Hello.codec())
   }
@@ -198,7 +221,7 @@ export namespace Hello {
     return decodeMessage(buf, Hello.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Hello>): Generator<HelloDigestFieldEvent | HelloSizeFieldEvent | HelloBitfieldFieldEvent | HelloDownloadingFieldEvent | HelloPieceHashesFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Hello>): Generator<HelloDigestFieldEvent | HelloSizeFieldEvent | HelloBitfieldFieldEvent | HelloDownloadingFieldEvent | HelloPieceHashesFieldEvent | HelloTakesHandoffsFieldEvent> {
     return streamMessage(buf, Hello.codec(), opts)
   }
 }
@@ -343,6 +366,7 @@ export interface Claim {
   queued: boolean
   takeover: boolean
   yieldTo: string
+  handoff: boolean
 }
 
 export namespace Claim {
@@ -375,6 +399,11 @@ export namespace Claim {
           w.string(obj.yieldTo)
         }
 
+        if ((obj.handoff != null && obj.handoff !== false)) {
+          w.uint32(40)
+          w.bool(obj.handoff)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -383,7 +412,8 @@ export namespace Claim {
           index: 0,
           queued: false,
           takeover: false,
-          yieldTo: ''
+          yieldTo: '',
+          handoff: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -406,6 +436,10 @@ export namespace Claim {
             }
             case 4: {
               obj.yieldTo = reader.string()
+              break
+            }
+            case 5: {
+              obj.handoff = reader.bool()
               break
             }
             default: {
@@ -451,6 +485,13 @@ export namespace Claim {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.handoff`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -483,6 +524,11 @@ export namespace Claim {
     value: string
   }
 
+  export interface ClaimHandoffFieldEvent {
+    field: '$.handoff'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Claim>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Claim.codec())
   }
@@ -491,7 +537,7 @@ export namespace Claim {
     return decodeMessage(buf, Claim.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent | ClaimYieldToFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Claim>): Generator<ClaimIndexFieldEvent | ClaimQueuedFieldEvent | ClaimTakeoverFieldEvent | ClaimYieldToFieldEvent | ClaimHandoffFieldEvent> {
     return streamMessage(buf, Claim.codec(), opts)
   }
 }
@@ -1401,6 +1447,11 @@ export namespace Message {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface MessageHelloTakesHandoffsFieldEvent {
+    field: '$.hello.takesHandoffs'
+    value: boolean
+  }
+
   export interface MessageHaveIndexFieldEvent {
     field: '$.have.index'
     value: number
@@ -1434,6 +1485,11 @@ export namespace Message {
   export interface MessageClaimYieldToFieldEvent {
     field: '$.claim.yieldTo'
     value: string
+  }
+
+  export interface MessageClaimHandoffFieldEvent {
+    field: '$.claim.handoff'
+    value: boolean
   }
 
   export interface MessageRequestIndexFieldEvent {
@@ -1491,7 +1547,7 @@ export namespace Message {
     return decodeMessage(buf, Message.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageClaimYieldToFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Message>): Generator<MessageHelloDigestFieldEvent | MessageHelloSizeFieldEvent | MessageHelloBitfieldFieldEvent | MessageHelloDownloadingFieldEvent | MessageHelloPieceHashesFieldEvent | MessageHelloTakesHandoffsFieldEvent | MessageHaveIndexFieldEvent | MessageHaveHashFieldEvent | MessageHaveReceivedFieldEvent | MessageClaimIndexFieldEvent | MessageClaimQueuedFieldEvent | MessageClaimTakeoverFieldEvent | MessageClaimYieldToFieldEvent | MessageClaimHandoffFieldEvent | MessageRequestIndexFieldEvent | MessagePieceIndexFieldEvent | MessagePieceDataFieldEvent | MessageCancelIndexFieldEvent | MessageRejectIndexFieldEvent | MessageRejectBusyFieldEvent | MessageRejectSendingFieldEvent | MessagePeersPeersIdFieldEvent | MessagePeersPeersAddrsFieldEvent> {
     return streamMessage(buf, Message.codec(), opts)
   }
 }

@@ -28,7 +28,7 @@ describe('piece protocol framing', () => {
     const frames = [
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: true } }),
       ...encodePieceFrame(9, new Uint8Array(70_000).fill(1)),
-      encodeFrame({ claim: { index: 4, queued: true, takeover: false, yieldTo: '' } }),
+      encodeFrame({ claim: { index: 4, queued: true, takeover: false, yieldTo: '', handoff: false } }),
     ]
     const all = Buffer.concat(frames)
     const decoder = new FrameDecoder(1024 * 1024)
@@ -51,7 +51,7 @@ describe('piece protocol framing', () => {
       encodeFrame({ have: { index: 3, hash: new Uint8Array(32).fill(7), received: false } }),
       ...encodePieceFrame(2, piece(2)),
       ...encodePieceFrame(300, piece(3)),
-      encodeFrame({ claim: { index: 4, queued: false, takeover: false, yieldTo: '12D3KooWtaker' } }),
+      encodeFrame({ claim: { index: 4, queued: false, takeover: false, yieldTo: '12D3KooWtaker', handoff: false } }),
     ]
     const all = Buffer.concat(frames)
     const edges: number[] = []
@@ -136,7 +136,7 @@ describe('FrameWriter', () => {
     const p1 = writer.sendPiece(1, piece(1)).then(() => order.push('piece 1'))
     const p2 = writer.sendPiece(2, piece(2)).then(() => order.push('piece 2'))
     const claim = writer
-      .send({ claim: { index: 7, queued: false, takeover: true, yieldTo: '' } })
+      .send({ claim: { index: 7, queued: false, takeover: true, yieldTo: '', handoff: false } })
       .then(() => order.push('claim'))
     const have = writer
       .send({ have: { index: 1, hash: new Uint8Array(32), received: true } })

@@ -1292,6 +1292,216 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
   })
 })
 
+describe('Transfer: queued pieces handed to downloaders that came later', () => {
+  let root: string
+  let store: BlobStore
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'shoal-unit-handoff-'))
+    store = createStore({ dataDir: join(root, 'data') })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  const PIECES = 16
+  type Claim = ({ peer: string; at: number } & ClaimKind) | undefined
+
+  /** The downloader the rendezvous picks for piece `i` of `digest` among `ids`. */
+  function ownerOf(digest: string, i: number, ids: string[]): string {
+    return ids.reduce((a, b) => (rendezvousScore(b, digest, i) > rendezvousScore(a, digest, i) ? b : a))
+  }
+
+  /** A blob of `PIECES` pieces for which `want` holds (bounded search over random blobs). */
+  function blobWhere(want: (digest: string) => boolean): Buffer {
+    for (let k = 0; k < 500; k++) {
+      const data = randomBytes(PIECES * PIECE)
+      if (want(digestOf(data).value)) return data
+    }
+    throw new Error('no blob found for the test')
+  }
+
+  /**
+   * Self with `peers`, every origin request held at its first byte; the swarm keeps the claims
+   * self hands off as the new owner's (as the exchange does) and records them.
+   */
+  function setup(
+    peers: SwarmPeer[],
+    data: Buffer,
+    opts: Partial<TransferInit> = {},
+    heard: (i: number) => Claim = () => undefined,
+    handedHere = new Set<number>(),
+  ) {
+    const claims: { index: number; kind: ClaimKind }[] = []
+    const handed = new Map<number, string>()
+    const swarm = {
+      ...fakeSwarm([]),
+      peers: () => peers,
+      request: (_peer: SwarmPeer, _index: number, signal: AbortSignal) => untilAborted(signal),
+      announceClaim: (index: number, kind: ClaimKind = {}) => {
+        claims.push({ index, kind })
+      },
+      handOffClaim: (index: number, to: string) => {
+        handed.set(index, to)
+      },
+      takeHandOff: (index: number) => handedHere.delete(index),
+      claimOf: (i: number): Claim => {
+        const to = handed.get(i)
+        return to === undefined ? heard(i) : { peer: to, at: Date.now(), queued: true }
+      },
+    } satisfies BlobSwarm & { changed(): void }
+    const gate = deferred()
+    const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: gate.promise }))
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0, ...opts },
+      { store, logger: silentLogger(), origin, swarm },
+    )
+    const pieceOf = (call: { start: number }) => call.start / PIECE
+    return { t, swarm, origin, gate, claims, handed, pieceOf }
+  }
+
+  async function end(t: Transfer): Promise<void> {
+    t.abort(new ShoalError('ABORTED', 'test over'))
+    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+  }
+
+  test('queued pieces go to the downloader that came later and owns them; those being fetched stay', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // 'n' takes hand-offs, 'o' is a node that predates them. Self alone claims all 16 pieces and
+    // fetches 0-3 (its four origin slots); 4-15 wait.
+    const ids = ['self', 'n', 'o']
+    const data = blobWhere((d) => {
+      const owners = Array.from({ length: PIECES }, (_, i) => ownerOf(d, i, ids))
+      const queuedOwners = owners.slice(4)
+      return owners.slice(0, 4).includes('n') && queuedOwners.includes('n') && queuedOwners.includes('o')
+    })
+    const digest = digestOf(data).value
+    const n = new Mutable('n', false, true)
+    const o = new Mutable('o', false, false)
+    const { t, swarm, origin, claims, handed, pieceOf } = setup([n, o], data)
+    await t.start()
+    await waitFor('four origin requests', () => origin.calls.length === 4)
+    await waitFor('every piece claimed', () => new Set(claims.map((c) => c.index)).size === PIECES)
+    assert.deepEqual(origin.calls.map(pieceOf), [0, 1, 2, 3])
+
+    n.downloading = true
+    o.downloading = true
+    swarm.changed()
+    const expected = Array.from({ length: PIECES }, (_, i) => i).filter(
+      (i) => i >= 4 && ownerOf(digest, i, ids) === 'n',
+    )
+    await waitFor('the hand-offs', () => handed.size === expected.length)
+    assert.deepEqual(
+      [...handed.keys()].sort((a, b) => a - b),
+      expected,
+    )
+    assert.ok([...handed.values()].every((to) => to === 'n'))
+    // Nothing handed to 'o' (it does not take them), nor any piece being fetched.
+    const before = claims.length
+    await sleep(300)
+    swarm.changed()
+    await sleep(100)
+    assert.ok(
+      claims.slice(before).every((c) => !handed.has(c.index)),
+      `handed pieces not claimed again: ${JSON.stringify(claims.slice(before))}`,
+    )
+    assert.deepEqual(origin.calls.map(pieceOf), [0, 1, 2, 3])
+    await end(t)
+  })
+
+  test('a piece handed here is claimed as this node’s own, and handed on to a downloader that ranks higher', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // 'h' claimed every piece while alone and handed piece k to self (it did not see 'a' yet);
+    // self sees 'a', which outranks it on k.
+    const ids = ['self', 'h', 'a']
+    let k = -1
+    const data = blobWhere((d) => {
+      k = Array.from({ length: PIECES }, (_, i) => i).findIndex(
+        (i) => ownerOf(d, i, ids) === 'a' && rendezvousScore('self', d, i) > rendezvousScore('h', d, i),
+      )
+      return k >= 0
+    })
+    const h = new Mutable('h', true, true)
+    const a = new Mutable('a', true, true)
+    const heard = (i: number): Claim => (i === k ? undefined : { peer: 'h', at: Date.now(), queued: true })
+    const { t, swarm, origin, claims, handed } = setup([h, a], data, { claimSettleMs: 1000 }, heard, new Set([k]))
+    await t.start()
+    await waitFor('the handed piece claimed', () => claims.some((c) => c.index === k && c.kind.queued === true))
+    assert.ok(
+      claims.every((c) => c.index === k),
+      `no piece but k claimed: ${JSON.stringify(claims)}`,
+    )
+    swarm.changed()
+    await waitFor('handed on', () => handed.get(k) === 'a')
+    await sleep(1200)
+    swarm.changed()
+    await sleep(100)
+    assert.equal(origin.calls.length, 0, 'not fetched here')
+    await end(t)
+  })
+
+  test('a piece taken because its owner was slow to claim it is not handed back', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // 'w' downloads but never claims: after ownerWaitMs self takes its pieces. Then 'n' comes.
+    const ids = ['self', 'w', 'n']
+    const data = blobWhere((d) => {
+      const before = Array.from({ length: PIECES }, (_, i) => ownerOf(d, i, ['self', 'w']))
+      const after = Array.from({ length: PIECES }, (_, i) => ownerOf(d, i, ids))
+      const own = before.map((o, i) => (o === 'self' ? i : -1)).filter((i) => i >= 0)
+      // Self's own pieces beyond its first four (queued), some of them 'n''s now; and some of
+      // 'w''s pieces 'n''s now.
+      return own.slice(4).some((i) => after[i] === 'n') && before.some((o, i) => o === 'w' && after[i] === 'n')
+    })
+    const digest = digestOf(data).value
+    const w = new Mutable('w', true, true)
+    const n = new Mutable('n', false, true)
+    const { t, swarm, origin, claims, handed, pieceOf } = setup([w, n], data, { ownerWaitMs: 100 })
+    await t.start()
+    await waitFor('every piece claimed', () => new Set(claims.map((c) => c.index)).size === PIECES)
+    n.downloading = true
+    swarm.changed()
+    await waitFor('the hand-offs', () => handed.size > 0)
+    await sleep(200)
+    // Self's own pieces that 'n' owns now and that are not being fetched; none of 'w''s.
+    const fetched = new Set(origin.calls.map(pieceOf))
+    const expected = Array.from({ length: PIECES }, (_, i) => i).filter(
+      (i) => ownerOf(digest, i, ['self', 'w']) === 'self' && ownerOf(digest, i, ids) === 'n' && !fetched.has(i),
+    )
+    assert.deepEqual(
+      [...handed.keys()].sort((a, b) => a - b),
+      expected,
+      'only pieces self claimed as their owner',
+    )
+    await end(t)
+  })
+})
+
+/** A peer whose part changes during a test: it starts downloading when the test says so. */
+class Mutable implements SwarmPeer {
+  inflight = 0
+  throughput = 0
+  busyUntil = 0
+  lastDataAt = 0
+  constructor(
+    readonly id: string,
+    public downloading: boolean,
+    readonly takesHandoffs: boolean,
+  ) {}
+  has(): boolean {
+    return false
+  }
+  hashOf(): undefined {
+    return undefined
+  }
+  deferredUntil(): number {
+    return 0
+  }
+}
+
 describe('rendezvousScore', () => {
   test('deterministic, and different per peer, digest and piece', () => {
     const d = `sha256:${'a'.repeat(64)}`
