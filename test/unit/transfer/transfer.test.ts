@@ -176,6 +176,12 @@ function isCode(code: string): (err: unknown) => boolean {
   return (err: unknown) => err instanceof ShoalError && err.code === code
 }
 
+/** Aborts a transfer a test is done with, and waits for it to end. */
+async function endTransfer(t: Transfer): Promise<void> {
+  t.abort(new ShoalError('ABORTED', 'test over'))
+  await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path)
@@ -1134,11 +1140,6 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     return claims.find((c) => c.kind.takeover === true)?.index as number
   }
 
-  async function end(t: Transfer): Promise<void> {
-    t.abort(new ShoalError('ABORTED', 'test over'))
-    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
-  }
-
   test('a node with no origin pieces of its own takes over one from the back of the longest queue, one at a time', {
     timeout: TEST_TIMEOUT,
   }, async () => {
@@ -1162,7 +1163,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     await waitFor('the next takeover', () => origin.calls.length === 2)
     const second = pieceOf(origin.calls[1] as { start: number })
     assert.ok(second !== first && [1, 2, 3, 4].includes(second), `${second}: a's queue is still the longest (4)`)
-    await end(t)
+    await endTransfer(t)
   })
 
   test('claims that do not say queued (nodes before takeovers) are never taken over', {
@@ -1176,7 +1177,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     await sleep(800)
     assert.equal(origin.calls.length, 0)
     assert.deepEqual(claims, [])
-    await end(t)
+    await endTransfer(t)
   })
 
   test("a takeover stands back when the queue's owner starts the piece first", {
@@ -1197,12 +1198,12 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
       `piece ${started} left to its owner: ${origin.calls.map(pieceOf)}`,
     )
     assert.ok(withdrawn.includes(started as number))
-    await end(t)
+    await endTransfer(t)
   })
 
   test('a node leaves a queued piece of its own to a node that took it over', { timeout: TEST_TIMEOUT }, async () => {
     // A peer that does not download: self owns every piece and fetches four at a time.
-    const seed: SwarmPeer = Object.assign(new Downloader('a'), { downloading: false })
+    const seed: SwarmPeer = new Downloader('a', false)
     let taken = false
     // A blob for which self outranks 'a' on piece 6: two plain claims would leave it to self.
     let data = randomBytes(PIECES * PIECE)
@@ -1234,7 +1235,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     assert.deepEqual(yielded, [[6, 'a']], 'left to the taker, which is told so')
     assert.ok(!withdrawn.includes(6), 'yielded, not just withdrawn')
     assert.equal(t.has(6), false)
-    await end(t)
+    await endTransfer(t)
   })
 
   test("a taker fetches on the owner's go-ahead, not before", { timeout: TEST_TIMEOUT }, async () => {
@@ -1253,7 +1254,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     goAhead = taken
     await waitFor('the fetch', () => origin.calls.length === 1)
     assert.equal(pieceOf(origin.calls[0] as { start: number }), taken)
-    await end(t)
+    await endTransfer(t)
   })
 
   test("a taker whose owner's claim is gone (the owner left) fetches at once", { timeout: TEST_TIMEOUT }, async () => {
@@ -1270,7 +1271,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     gone = taken
     await waitFor('the fetch', () => origin.calls.length === 1, 2000)
     assert.equal(pieceOf(origin.calls[0] as { start: number }), taken)
-    await end(t)
+    await endTransfer(t)
   })
 
   test('a taker stands back when the owner left the piece to another taker', { timeout: TEST_TIMEOUT }, async () => {
@@ -1288,7 +1289,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     await waitFor('standing back', () => withdrawn.includes(other as number))
     await sleep(300)
     assert.equal(origin.calls.length, 0)
-    await end(t)
+    await endTransfer(t)
   })
 })
 
@@ -1361,11 +1362,6 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
     return { t, swarm, origin, gate, claims, handed, pieceOf }
   }
 
-  async function end(t: Transfer): Promise<void> {
-    t.abort(new ShoalError('ABORTED', 'test over'))
-    await assert.rejects(within(5000, t.done, 'done'), isCode('ABORTED'))
-  }
-
   test('queued pieces go to the downloader that came later and owns them; those being fetched stay', {
     timeout: TEST_TIMEOUT,
   }, async () => {
@@ -1378,8 +1374,8 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       return owners.slice(0, 4).includes('n') && queuedOwners.includes('n') && queuedOwners.includes('o')
     })
     const digest = digestOf(data).value
-    const n = new Mutable('n', false, true)
-    const o = new Mutable('o', false, false)
+    const n = new Downloader('n', false, true)
+    const o = new Downloader('o', false, false)
     const { t, swarm, origin, claims, handed, pieceOf } = setup([n, o], data)
     await t.start()
     await waitFor('four origin requests', () => origin.calls.length === 4)
@@ -1408,7 +1404,7 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       `handed pieces not claimed again: ${JSON.stringify(claims.slice(before))}`,
     )
     assert.deepEqual(origin.calls.map(pieceOf), [0, 1, 2, 3])
-    await end(t)
+    await endTransfer(t)
   })
 
   test('a piece handed here is claimed as this node’s own, and handed on to a downloader that ranks higher', {
@@ -1424,8 +1420,8 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       )
       return k >= 0
     })
-    const h = new Mutable('h', true, true)
-    const a = new Mutable('a', true, true)
+    const h = new Downloader('h', true, true)
+    const a = new Downloader('a', true, true)
     const heard = (i: number): Claim => (i === k ? undefined : { peer: 'h', at: Date.now(), queued: true })
     const { t, swarm, origin, claims, handed } = setup([h, a], data, { claimSettleMs: 1000 }, heard, new Set([k]))
     await t.start()
@@ -1440,7 +1436,7 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
     swarm.changed()
     await sleep(100)
     assert.equal(origin.calls.length, 0, 'not fetched here')
-    await end(t)
+    await endTransfer(t)
   })
 
   test('a piece taken because its owner was slow to claim it is not handed back', {
@@ -1457,8 +1453,8 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       return own.slice(4).some((i) => after[i] === 'n') && before.some((o, i) => o === 'w' && after[i] === 'n')
     })
     const digest = digestOf(data).value
-    const w = new Mutable('w', true, true)
-    const n = new Mutable('n', false, true)
+    const w = new Downloader('w', true, true)
+    const n = new Downloader('n', false, true)
     const { t, swarm, origin, claims, handed, pieceOf } = setup([w, n], data, { ownerWaitMs: 100 })
     await t.start()
     await waitFor('every piece claimed', () => new Set(claims.map((c) => c.index)).size === PIECES)
@@ -1476,56 +1472,23 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       expected,
       'only pieces self claimed as their owner',
     )
-    await end(t)
-  })
-})
-
-/** A peer whose part changes during a test: it starts downloading when the test says so. */
-class Mutable implements SwarmPeer {
-  inflight = 0
-  throughput = 0
-  busyUntil = 0
-  lastDataAt = 0
-  constructor(
-    readonly id: string,
-    public downloading: boolean,
-    readonly takesHandoffs: boolean,
-  ) {}
-  has(): boolean {
-    return false
-  }
-  hashOf(): undefined {
-    return undefined
-  }
-  deferredUntil(): number {
-    return 0
-  }
-}
-
-describe('rendezvousScore', () => {
-  test('deterministic, and different per peer, digest and piece', () => {
-    const d = `sha256:${'a'.repeat(64)}`
-    assert.equal(rendezvousScore('peer-a', d, 0), rendezvousScore('peer-a', d, 0))
-    const scores = new Set([
-      rendezvousScore('peer-a', d, 0),
-      rendezvousScore('peer-b', d, 0),
-      rendezvousScore('peer-a', d, 1),
-      rendezvousScore('peer-a', `sha256:${'b'.repeat(64)}`, 0),
-    ])
-    assert.equal(scores.size, 4)
-    assert.equal(typeof rendezvousScore('p', d, 0), 'bigint')
+    await endTransfer(t)
   })
 })
 
 /** Another downloader of the blob: holds the pieces in `holds`, answers no request. */
 class Downloader implements SwarmPeer {
-  readonly downloading = true
   inflight = 0
   throughput = 0
   busyUntil = 0
   lastDataAt = 0
   readonly holds = new Set<number>()
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    /** A test may make it start downloading later. */
+    public downloading = true,
+    readonly takesHandoffs = false,
+  ) {}
   has(index: number): boolean {
     return this.holds.has(index)
   }
