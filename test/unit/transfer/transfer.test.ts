@@ -1476,6 +1476,21 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
   })
 })
 
+describe('rendezvousScore', () => {
+  test('deterministic, and different per peer, digest and piece', () => {
+    const d = `sha256:${'a'.repeat(64)}`
+    assert.equal(rendezvousScore('peer-a', d, 0), rendezvousScore('peer-a', d, 0))
+    const scores = new Set([
+      rendezvousScore('peer-a', d, 0),
+      rendezvousScore('peer-b', d, 0),
+      rendezvousScore('peer-a', d, 1),
+      rendezvousScore('peer-a', `sha256:${'b'.repeat(64)}`, 0),
+    ])
+    assert.equal(scores.size, 4)
+    assert.equal(typeof rendezvousScore('p', d, 0), 'bigint')
+  })
+})
+
 /** Another downloader of the blob: holds the pieces in `holds`, answers no request. */
 class Downloader implements SwarmPeer {
   inflight = 0
