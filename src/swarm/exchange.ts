@@ -488,9 +488,9 @@ class TransferSwarm implements BlobSwarm {
     return this.blob.yielded.get(index)
   }
 
-  handOffClaim(index: number, to: string): void {
+  handOffClaim(index: number, to: string): boolean {
     const peer = this.blob.sessions.get(to)
-    if (peer === undefined || !peer.takesHandoffs) return
+    if (peer === undefined || peer.closed || !peer.takesHandoffs) return false
     this.ownClaims.delete(index)
     // Held here as the new owner's queued claim at once, as the peers will: this node must not take
     // the piece back before that owner's own claim comes.
@@ -498,6 +498,7 @@ class TransferSwarm implements BlobSwarm {
       this.blob.claims.set(index, { peer: to, claimer: peer.peer, at: Date.now(), queued: true, takeover: false })
     }
     this.broadcast(claimMessage(index, { queued: true }, to, true))
+    return true
   }
 
   takeHandOff(index: number): boolean {

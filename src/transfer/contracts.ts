@@ -91,9 +91,10 @@ export interface BlobSwarm {
   /**
    * This node hands its queued piece `index` to `to`, the piece's rendezvous owner now (a peer
    * that began downloading after this node claimed it): the claim is withdrawn, every peer is told,
-   * and `to` claims it. Nothing happens when `to` does not take hand-offs.
+   * and `to` claims it. False, and nothing happens, when `to` does not take hand-offs or its session
+   * is gone: the piece stays this node's.
    */
-  handOffClaim?(index: number, to: string): void
+  handOffClaim?(index: number, to: string): boolean
   /** True (once) when a peer handed piece `index` to this node: it may claim it as its own. */
   takeHandOff?(index: number): boolean
   /** The latest claim another peer made on a piece, with when it was heard. */

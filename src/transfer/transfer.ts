@@ -471,9 +471,8 @@ export class Transfer implements LocalBlob {
       // A takeover of it is waiting for this node's answer (yieldsTo gives it).
       if (swarm.claimOf(i)?.takeover === true) continue
       const owner = this.ownerOf(i, downloaders)
-      if (owner === swarm.selfId || !takers.has(owner)) continue
+      if (owner === swarm.selfId || !takers.has(owner) || !swarm.handOffClaim(i, owner)) continue
       this.dropClaim(i)
-      swarm.handOffClaim(i, owner)
       handed++
     }
     if (handed > 0)

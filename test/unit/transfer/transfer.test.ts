@@ -1345,6 +1345,7 @@ describe('Transfer: queued pieces handed to downloaders that came later', () => 
       },
       handOffClaim: (index: number, to: string) => {
         handed.set(index, to)
+        return true
       },
       takeHandOff: (index: number) => handedHere.delete(index),
       claimOf: (i: number): Claim => {
