@@ -17,6 +17,7 @@ import { RecentMap } from '../util/recent.js'
 import { loadOrCreateIdentity, swarmPrologue } from './identity.js'
 import { shoalNoise } from './noise-crypto.js'
 import { skipRepeatedProtocolMerges } from './protocol-merges.js'
+import { installHalfWindowUpdates } from './yamux-window.js'
 
 export interface SwarmNodeInit {
   listen: string[]
@@ -105,6 +106,7 @@ export class SwarmNode {
 
   async start(): Promise<void> {
     const privateKey = await loadOrCreateIdentity(this.init.identityPath)
+    installHalfWindowUpdates()
     const peerDiscovery = this.init.mdns ? [mdns({ interval: 10_000 })] : []
     this.node = await createLibp2p({
       privateKey,
