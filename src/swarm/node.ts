@@ -106,7 +106,9 @@ export class SwarmNode {
 
   async start(): Promise<void> {
     const privateKey = await loadOrCreateIdentity(this.init.identityPath)
-    installHalfWindowUpdates()
+    if (!installHalfWindowUpdates()) {
+      this.log.warn('yamux internals not as src/swarm/yamux-window.ts expects: its own window updates are used')
+    }
     const peerDiscovery = this.init.mdns ? [mdns({ interval: 10_000 })] : []
     this.node = await createLibp2p({
       privateKey,
