@@ -33,12 +33,39 @@ function recordFrames(stream: Stream): SentFrame[] {
   return sent
 }
 
-/** Two yamux muxers over an in-memory connection, and one stream between them. */
-async function streamBetween(): Promise<{ out: Stream; inb: Stream; muxers: StreamMuxer[] }> {
+/**
+ * Makes every stream of `muxer` send its window updates as the library does (a peer without this
+ * change, e.g. an older Shoal), from the stream's first frame on.
+ */
+function asOlderPeer(muxer: StreamMuxer): void {
+  const m = muxer as unknown as { _newStream(...args: unknown[]): Stream }
+  const newStream = m._newStream.bind(m)
+  m._newStream = (...args) => {
+    const stream = newStream(...args)
+    Object.defineProperty(stream, 'sendWindowUpdate', {
+      value: libraryWindowUpdate,
+      configurable: true,
+      writable: true,
+    })
+    return stream
+  }
+}
+
+/**
+ * Two yamux muxers over an in-memory connection, and one stream between them (`out` opened by the
+ * first); `older` names the muxers that act as a peer without this change.
+ */
+async function streamBetween(older: { opener?: boolean; acceptor?: boolean } = {}): Promise<{
+  out: Stream
+  inb: Stream
+  muxers: StreamMuxer[]
+}> {
   const [a, b] = multiaddrConnectionPair()
   const make = yamux({ enableKeepAlive: false })
   const ma = make().createStreamMuxer(a)
   const mb = make().createStreamMuxer(b)
+  if (older.opener === true) asOlderPeer(ma)
+  if (older.acceptor === true) asOlderPeer(mb)
   const inbound = new Promise<Stream>((resolve) => {
     mb.addEventListener('stream', (evt) => resolve(evt.detail), { once: true })
   })
@@ -142,25 +169,18 @@ describe('yamux window updates at half the window (src/swarm/yamux-window.ts)', 
     assert.equal(await sendAndCheck(out, inb, 32), true)
   })
 
-  test('a peer with the library window updates (an older Shoal) receives from this one, and sends to it', async () => {
-    const one = await streamBetween()
+  test('with a peer that sends the library window updates (an older Shoal), both ways, whoever opened the stream', async () => {
+    // This node receives on a stream the older peer opened (its SYN granted nothing beyond 256 KiB).
+    const one = await streamBetween({ opener: true })
     muxers.push(...one.muxers)
-    // The receiving end answers every data frame from the spec's 256 KiB window.
-    Object.defineProperty(one.inb, 'sendWindowUpdate', {
-      value: libraryWindowUpdate,
-      configurable: true,
-      writable: true,
-    })
-    assert.equal(await sendAndCheck(one.out, one.inb, 16, false), true)
-    const two = await streamBetween()
+    assert.equal(await sendAndCheck(one.out, one.inb, 16), true)
+    // The older peer receives on that stream: an update from its 256 KiB window after every frame.
+    assert.equal(await sendAndCheck(one.inb, one.out, 16, false), true)
+    // This node opened the stream; the older peer receives, and sends.
+    const two = await streamBetween({ acceptor: true })
     muxers.push(...two.muxers)
-    // The sending end is the library's too (its SYN granted nothing beyond 256 KiB).
-    Object.defineProperty(two.out, 'sendWindowUpdate', {
-      value: libraryWindowUpdate,
-      configurable: true,
-      writable: true,
-    })
-    assert.equal(await sendAndCheck(two.out, two.inb, 16), true)
+    assert.equal(await sendAndCheck(two.out, two.inb, 16, false), true)
+    assert.equal(await sendAndCheck(two.inb, two.out, 16), true)
   })
 
   test('the opening frames (SYN, ACK) still go at once', async () => {
