@@ -6,6 +6,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Stream, StreamMuxer } from '@libp2p/interface'
 import { multiaddrConnectionPair } from '@libp2p/utils'
 import { installHalfWindowUpdates, libraryWindowUpdate, STREAM_WINDOW } from '../../../src/swarm/yamux-window.js'
+import { waitFor } from '../../helpers/swarm.js'
 
 /** Yamux frame types (its spec). */
 const DATA = 0
@@ -84,14 +85,6 @@ function collect(stream: Stream): { chunks: Uint8Array[]; bytes: () => number } 
   return { chunks, bytes: () => chunks.reduce((n, c) => n + c.byteLength, 0) }
 }
 
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
-
 /**
  * Sends `mib` MiB from `out` in 1 MiB sends and checks that `inb` got the same bytes in order; with
  * `halfWindow`, also that `inb` sent one credit update per half window at most.
@@ -108,7 +101,7 @@ async function sendAndCheck(out: Stream, inb: Stream, mib: number, halfWindow = 
       await new Promise((resolve) => out.addEventListener('drain', resolve, { once: true }))
     }
   }
-  await until(() => got.bytes() === total, `all ${mib} MiB`, 60_000)
+  await waitFor(`all ${mib} MiB`, () => got.bytes() === total, 60_000, 5)
   const received = createHash('sha256')
   for (const c of got.chunks) received.update(c)
   assert.equal(received.digest('hex'), sent.digest('hex'), 'the same bytes in the same order')
@@ -145,7 +138,7 @@ describe('yamux window updates at half the window (src/swarm/yamux-window.ts)', 
     const frames = recordFrames(inb)
     // A hundred messages of the size of a Have: 5 000 bytes, far below half of the window.
     for (let i = 0; i < 100; i++) out.send(randomBytes(50))
-    await until(() => got.bytes() === 5000, 'the small messages')
+    await waitFor('the small messages', () => got.bytes() === 5000, 10_000, 5)
     await sleep(20)
     const updates = (): SentFrame[] => frames.filter((f) => f.type === WINDOW_UPDATE)
     assert.equal(updates().length, 1, 'one update: the first')
@@ -154,8 +147,8 @@ describe('yamux window updates at half the window (src/swarm/yamux-window.ts)', 
     assert.equal(updates()[0]?.length, STREAM_WINDOW - 256 * KIB + 50, 'it grants the larger window')
     // Then just over half the window: one update, for what was used.
     out.send(randomBytes(STREAM_WINDOW / 2))
-    await until(() => got.bytes() === 5000 + STREAM_WINDOW / 2, 'the large message')
-    await until(() => updates().length > 1, 'a second window update')
+    await waitFor('the large message', () => got.bytes() === 5000 + STREAM_WINDOW / 2, 10_000, 5)
+    await waitFor('a second window update', () => updates().length > 1, 10_000, 5)
     await sleep(20)
     assert.equal(updates().length, 2, 'one more update')
     const granted = updates()[1]?.length ?? 0
