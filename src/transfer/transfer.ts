@@ -56,6 +56,11 @@ export interface TransferInit {
    * it), after this long unless the owner's Claim that it started the piece came meanwhile.
    */
   takeoverWaitMs?: number
+  /**
+   * A node takes over a piece queued at another downloader once the piece lies this many pieces
+   * (an eighth of the blob, if more) before the last one it started from the origin itself.
+   */
+  laggingPieces?: number
   /** The longest origin fetches wait for sessions whose Hello has not come yet. */
   helloWaitMs?: number
 }
@@ -90,6 +95,7 @@ const DEFAULTS = {
   // lab P2 fetched a piece the owner had started (Claims 250–470 ms late on busy sessions); with
   // 1 s, 3 of ~8 in a P1 (1.5–2.6 s late, behind piece data on the connection).
   takeoverWaitMs: 5_000,
+  laggingPieces: 4,
   // The session-open bound (dial, Noise, Hello) of the piece exchange.
   helloWaitMs: 15_000,
   claimTimeoutMs: 30_000,
@@ -171,6 +177,8 @@ export class Transfer implements LocalBlob {
   private lastDownloaders = new Set<string>()
   private downloaderLeftAt = 0
   private lastOriginProgress = 0
+  /** The highest piece this node started fetching from the origin beside peers (-1: none yet). */
+  private originFront = -1
   private readonly startedAt = Date.now()
   /** Whole-blob hash over pieces [0, hashedPieces). */
   private hasher: Hash = createHash('sha256')
@@ -427,6 +435,7 @@ export class Transfer implements LocalBlob {
       this.fetchFromOrigin(i, 1, true)
     }
     if (unheld > 0 && !waiting && !this.hasQueuedClaims() && this.gate.idle(this)) this.takeOver(peers, now)
+    else if (unheld > 0 && swarmActive && this.takenOver.size === 0) this.takeOverLagging(peers, now)
     this.refreshClaims(now)
     return waiting
   }
@@ -551,6 +560,50 @@ export class Transfer implements LocalBlob {
     this.log.debug(
       { piece: index, from: swarm.claimOf(index)?.peer, queued: longest.length },
       'taking over a piece queued at another downloader',
+    )
+  }
+
+  /**
+   * A piece queued at a downloader that lags this node: the lowest ones still queued elsewhere,
+   * when they lie `laggingPieces` or more before the last piece this node started from the origin.
+   * Each downloader fetches its own pieces, lowest first, through one origin stream; a stream the
+   * origin's link starves (lab P1: one node at ~0.6 of the others' rate) held the pieces its owner
+   * had not reached, and every client's in-order stream stood still at the first of them for 4–7 s
+   * while the rest of the layer was long there. Taking them over only once a node had nothing of
+   * its own left came at the herd's end. Now a node ahead takes over one lagging piece per blob at
+   * a time (the lowest two are the candidates; the one it ranks highest by rendezvous, so that
+   * several nodes ahead mostly take different ones), fetches it before its own (lower pieces first,
+   * see OriginGate), and the owner's go-ahead settles it as for any takeover: an owner that has
+   * started the piece keeps it.
+   */
+  private takeOverLagging(peers: SwarmPeer[], now: number): void {
+    const swarm = this.swarm
+    if (swarm === undefined || this.originFront < 0) return
+    const bound = this.originFront - Math.max(this.opts.laggingPieces, Math.ceil(this.pieceCount / 8))
+    const candidates: number[] = []
+    for (let i = 0; i <= bound && candidates.length < 2; i++) {
+      if (this.have.has(i) || this.inflight.has(i) || this.claimedAt.has(i)) continue
+      if (peers.some((p) => p.has(i))) continue
+      const claim = swarm.claimOf(i)
+      if (claim?.queued !== true || claim.peer === swarm.selfId || now - claim.at >= this.opts.claimTimeoutMs) continue
+      candidates.push(i)
+    }
+    let index: number | undefined
+    let best = -1n
+    for (const i of candidates) {
+      const score = rendezvousScore(swarm.selfId, this.digest.value, i)
+      if (score > best) {
+        index = i
+        best = score
+      }
+    }
+    if (index === undefined) return
+    this.takenOver.add(index)
+    this.claim(index, now)
+    this.claimStarted.set(index, now)
+    this.log.debug(
+      { piece: index, from: swarm.claimOf(index)?.peer, front: this.originFront },
+      'taking over a piece queued at a downloader that lags',
     )
   }
 
@@ -843,6 +896,7 @@ export class Transfer implements LocalBlob {
       this.claim(i, now)
     }
     this.originInflight++
+    if (gated) this.originFront = Math.max(this.originFront, last)
     this.log.debug({ first, last, sinceStartMs: now - this.startedAt }, 'origin fetch')
     this.originRun(first, last)
       .catch((err: unknown) => {

@@ -1099,6 +1099,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     takeoverWaitMs = 0,
     data = randomBytes(PIECES * PIECE),
     yieldedTo?: (i: number) => string | undefined,
+    laggingPieces?: number,
   ) {
     const claims: { index: number; kind: ClaimKind }[] = []
     const withdrawn: number[] = []
@@ -1122,7 +1123,7 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     const gate = deferred()
     const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: gate.promise }))
     const t = new Transfer(
-      { digest: digestOf(data), size: data.length, claimSettleMs: 0, takeoverWaitMs },
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0, takeoverWaitMs, laggingPieces },
       { store, logger: silentLogger(), origin, swarm },
     )
     const pieceOf = (call: { start: number }) => call.start / PIECE
@@ -1271,6 +1272,63 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     gone = taken
     await waitFor('the fetch', () => origin.calls.length === 1, 2000)
     assert.equal(pieceOf(origin.calls[0] as { start: number }), taken)
+    await endTransfer(t)
+  })
+
+  test("a node ahead takes over a lagging downloader's queued piece before its own queue is done, and fetches it first", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // 'a' does not download: self owns every piece but 0 and 1, which 'a' has queued.
+    let goAhead: number | undefined
+    const { t, origin, gate, claims, pieceOf } = setup(
+      [new Downloader('a', false)],
+      (i) => (i <= 1 ? { peer: 'a', at: Date.now(), queued: true } : undefined),
+      60_000,
+      undefined,
+      (i) => (i === goAhead ? 'self' : undefined),
+      2,
+    )
+    await t.start()
+    await waitFor('four origin requests', () => origin.calls.length === 4)
+    assert.deepEqual(origin.calls.map(pieceOf), [2, 3, 4, 5])
+    // Self started piece 5; 0 and 1 lie two or more before it, still queued at 'a'.
+    const taken = await firstTakeover(claims)
+    assert.ok([0, 1].includes(taken), `${taken}: one of a's lagging pieces`)
+    assert.ok(
+      claims.some((c) => c.index === 6 && c.kind.queued === true) && !t.has(6),
+      'while self still has pieces of its own queued',
+    )
+    await sleep(400)
+    assert.equal(claims.filter((c) => c.kind.takeover === true).length, 1, 'one lagging piece at a time')
+    goAhead = taken
+    gate.resolve()
+    await waitFor('six origin requests', () => origin.calls.length >= 6)
+    assert.equal(
+      pieceOf(origin.calls[4] as { start: number }),
+      taken,
+      `fetched before 6 and 7: ${origin.calls.map(pieceOf)}`,
+    )
+    await endTransfer(t)
+  })
+
+  test('queued pieces of others within `laggingPieces` of what self fetches are left to them', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const { t, origin, claims } = setup(
+      [new Downloader('a', false)],
+      (i) => (i <= 1 ? { peer: 'a', at: Date.now(), queued: true } : undefined),
+      0,
+      undefined,
+      undefined,
+      8,
+    )
+    await t.start()
+    await waitFor('four origin requests', () => origin.calls.length === 4)
+    await sleep(600)
+    assert.ok(
+      claims.every((c) => c.kind.takeover !== true),
+      `no takeover: ${JSON.stringify(claims)}`,
+    )
     await endTransfer(t)
   })
 
