@@ -177,7 +177,7 @@ export class Transfer implements LocalBlob {
   private lastDownloaders = new Set<string>()
   private downloaderLeftAt = 0
   private lastOriginProgress = 0
-  /** The highest piece this node started fetching from the origin beside peers (-1: none yet). */
+  /** The highest piece of its own this node started fetching from the origin beside peers (-1: none yet). */
   private originFront = -1
   private readonly startedAt = Date.now()
   /** Whole-blob hash over pieces [0, hashedPieces). */
@@ -565,7 +565,8 @@ export class Transfer implements LocalBlob {
 
   /**
    * A piece queued at a downloader that lags this node: the lowest ones still queued elsewhere,
-   * when they lie `laggingPieces` or more before the last piece this node started from the origin.
+   * when they lie `laggingPieces` or more before the last piece of its own this node started from
+   * the origin.
    * Each downloader fetches its own pieces, lowest first, through one origin stream; a stream the
    * origin's link starves (lab P1: one node at ~0.6 of the others' rate) held the pieces its owner
    * had not reached, and every client's in-order stream stood still at the first of them for 4–7 s
@@ -889,6 +890,8 @@ export class Transfer implements LocalBlob {
       last++
     }
     const now = Date.now()
+    // How far this node's own pieces have come (a piece taken over from a queue that lags says nothing).
+    if (gated && !this.takenOver.has(first)) this.originFront = Math.max(this.originFront, last)
     for (let i = first; i <= last; i++) {
       this.inflight.set(i, 'origin')
       this.takenOver.delete(i)
@@ -896,7 +899,6 @@ export class Transfer implements LocalBlob {
       this.claim(i, now)
     }
     this.originInflight++
-    if (gated) this.originFront = Math.max(this.originFront, last)
     this.log.debug({ first, last, sinceStartMs: now - this.startedAt }, 'origin fetch')
     this.originRun(first, last)
       .catch((err: unknown) => {
