@@ -1184,7 +1184,8 @@ export class PieceExchange implements SwarmAccess {
       const blob = session.blob
       const { index, queued, takeover } = m.claim
       const now = Date.now()
-      const held = blob.claims.get(index)
+      // As a transfer here sees it: the claim of a claimer that is gone no longer counts.
+      const held = blob.swarm?.claimOf(index) ?? blob.claims.get(index)
       // A queued claim does not hide another peer's recent claim that it is fetching the piece (one
       // that took the piece over from a queue while this one was still being repeated).
       const hidden = queued && held !== undefined && !held.queued && held.peer !== session.id
@@ -1208,6 +1209,11 @@ export class PieceExchange implements SwarmAccess {
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
         blob.claims.set(index, { peer: session.id, claimer: session.peer, at: now, queued, takeover: tookOver })
+        // The piece is a new owner's now (the taker it was left to died or left, lab P3): that
+        // go-ahead is over. Kept, it made every later taker stand back (the go-ahead named
+        // another) while the new owner yielded to them, and the piece waited out the claim's
+        // 30 s.
+        if (queued && !tookOver) blob.yielded.delete(index)
       }
       // A takeover of a piece this node queued: it answers (yields) on its next round.
       if (takeover && blob.swarm?.ownClaims.has(index) === true) swarm?.changed()

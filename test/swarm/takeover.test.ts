@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import type { BlobSwarm } from '../../src/transfer/contracts.js'
-import { ExchangeGroup, randomBlob } from '../helpers/exchange.js'
+import { ExchangeGroup, type ExchangeNode, randomBlob } from '../helpers/exchange.js'
 import { waitFor } from '../helpers/swarm.js'
 
 describe('swarm: a queued piece left to the node that took it over', { timeout: 60_000 }, () => {
@@ -52,5 +52,47 @@ describe('swarm: a queued piece left to the node that took it over', { timeout: 
     t.close()
     const again = group.join(taker, digest, data.length, 2)
     assert.equal(again.yieldedTo?.(1), undefined, "an earlier transfer's go-ahead is not reused")
+  })
+
+  it('a go-ahead ends when the taker is gone and a new owner claims the piece', async () => {
+    const { data, digest } = randomBlob(2)
+    const none = async () => undefined
+    const nodes = await Promise.all(['owner2', 'taker2', 'heir', 'bystander2'].map((n) => group.start(n, none)))
+    const [owner, taker, heir, bystander] = nodes as [ExchangeNode, ExchangeNode, ExchangeNode, ExchangeNode]
+    for (const [a, b] of [
+      [owner, taker],
+      [owner, heir],
+      [owner, bystander],
+      [taker, heir],
+      [taker, bystander],
+      [heir, bystander],
+    ] as const)
+      await group.connect(a, b)
+    const swarms = nodes.map((n) => group.join(n, digest, data.length, 2))
+    const [o, t, h, b] = swarms as [BlobSwarm, BlobSwarm, BlobSwarm, BlobSwarm]
+    await Promise.all(swarms.map((s) => s.ready))
+    await waitFor('every node in session with the three others', () => swarms.every((s) => s.peers().length === 3))
+
+    o.announceClaim(1, { queued: true })
+    await waitFor('the queued claim heard', () => t.claimOf(1)?.queued === true)
+    t.announceClaim(1, { takeover: true })
+    await waitFor('the takeover heard', () => o.claimOf(1)?.takeover === true)
+    o.yieldClaim?.(1, t.selfId)
+    await waitFor('the go-ahead', () => b.yieldedTo?.(1) === t.selfId && h.yieldedTo?.(1) === t.selfId)
+
+    // The taker dies before it fetched the piece; the piece's new owner claims it as its own.
+    const takerId = taker.node.peerId
+    await taker.exchange.stop()
+    await taker.node.stop()
+    await waitFor('the taker gone', () => !bystander.node.isConnected(takerId))
+    h.announceClaim(1, { queued: true })
+    await waitFor('the new claim heard', () => b.claimOf(1)?.peer === h.selfId)
+    assert.equal(b.claimOf(1)?.queued, true)
+    assert.equal(b.yieldedTo?.(1), undefined, "the dead taker's go-ahead is over")
+    // A node that takes it over from the new owner now waits for that owner's word.
+    b.announceClaim(1, { takeover: true })
+    await waitFor('the takeover heard by the new owner', () => h.claimOf(1)?.takeover === true)
+    h.yieldClaim?.(1, b.selfId)
+    await waitFor('the new go-ahead', () => b.yieldedTo?.(1) === b.selfId)
   })
 })
