@@ -531,12 +531,10 @@ export class Transfer implements LocalBlob {
     if (swarm === undefined) return
     const queues = new Map<string, number[]>()
     for (let i = 0; i < this.pieceCount; i++) {
-      if (this.have.has(i) || this.inflight.has(i) || this.claimedAt.has(i)) continue
-      if (peers.some((p) => p.has(i))) continue
-      const claim = swarm.claimOf(i)
-      if (claim?.queued !== true || claim.peer === swarm.selfId || now - claim.at >= this.opts.claimTimeoutMs) continue
-      const queue = queues.get(claim.peer)
-      if (queue === undefined) queues.set(claim.peer, [i])
+      const owner = this.queuedElsewhere(i, peers, now)
+      if (owner === undefined) continue
+      const queue = queues.get(owner)
+      if (queue === undefined) queues.set(owner, [i])
       else queue.push(i)
     }
     // From the back half of the longest queue (the pieces its owner would fetch last), the one
@@ -544,9 +542,33 @@ export class Transfer implements LocalBlob {
     // late starters) then mostly take different pieces.
     let longest: number[] = []
     for (const queue of queues.values()) if (queue.length > longest.length) longest = queue
+    this.takeOverOneOf(
+      longest.slice(Math.floor(longest.length / 2)),
+      now,
+      'taking over a piece queued at another downloader',
+      {
+        queued: longest.length,
+      },
+    )
+  }
+
+  /** The downloader that has piece `index` queued (claimed, not started), if not this node; nobody holds it. */
+  private queuedElsewhere(index: number, peers: SwarmPeer[], now: number): string | undefined {
+    const swarm = this.swarm
+    if (swarm === undefined || this.have.has(index) || this.inflight.has(index) || this.claimedAt.has(index)) return
+    if (peers.some((p) => p.has(index))) return
+    const claim = swarm.claimOf(index)
+    if (claim?.queued !== true || claim.peer === swarm.selfId || now - claim.at >= this.opts.claimTimeoutMs) return
+    return claim.peer
+  }
+
+  /** Takes over the piece of `candidates` this node ranks highest by rendezvous (see `takeOver`). */
+  private takeOverOneOf(candidates: number[], now: number, why: string, logged: Record<string, number>): void {
+    const swarm = this.swarm
+    if (swarm === undefined) return
     let index: number | undefined
     let best = -1n
-    for (const i of longest.slice(Math.floor(longest.length / 2))) {
+    for (const i of candidates) {
       const score = rendezvousScore(swarm.selfId, this.digest.value, i)
       if (score > best) {
         index = i
@@ -557,10 +579,7 @@ export class Transfer implements LocalBlob {
     this.takenOver.add(index)
     this.claim(index, now)
     this.claimStarted.set(index, now)
-    this.log.debug(
-      { piece: index, from: swarm.claimOf(index)?.peer, queued: longest.length },
-      'taking over a piece queued at another downloader',
-    )
+    this.log.debug({ piece: index, from: swarm.claimOf(index)?.peer, ...logged }, why)
   }
 
   /**
@@ -578,34 +597,15 @@ export class Transfer implements LocalBlob {
    * started the piece keeps it.
    */
   private takeOverLagging(peers: SwarmPeer[], now: number): void {
-    const swarm = this.swarm
-    if (swarm === undefined || this.originFront < 0) return
+    if (this.originFront < 0) return
     const bound = this.originFront - Math.max(this.opts.laggingPieces, Math.ceil(this.pieceCount / 8))
     const candidates: number[] = []
     for (let i = 0; i <= bound && candidates.length < 2; i++) {
-      if (this.have.has(i) || this.inflight.has(i) || this.claimedAt.has(i)) continue
-      if (peers.some((p) => p.has(i))) continue
-      const claim = swarm.claimOf(i)
-      if (claim?.queued !== true || claim.peer === swarm.selfId || now - claim.at >= this.opts.claimTimeoutMs) continue
-      candidates.push(i)
+      if (this.queuedElsewhere(i, peers, now) !== undefined) candidates.push(i)
     }
-    let index: number | undefined
-    let best = -1n
-    for (const i of candidates) {
-      const score = rendezvousScore(swarm.selfId, this.digest.value, i)
-      if (score > best) {
-        index = i
-        best = score
-      }
-    }
-    if (index === undefined) return
-    this.takenOver.add(index)
-    this.claim(index, now)
-    this.claimStarted.set(index, now)
-    this.log.debug(
-      { piece: index, from: swarm.claimOf(index)?.peer, front: this.originFront },
-      'taking over a piece queued at a downloader that lags',
-    )
+    this.takeOverOneOf(candidates, now, 'taking over a piece queued at a downloader that lags', {
+      front: this.originFront,
+    })
   }
 
   /**
