@@ -58,7 +58,8 @@ export interface TransferInit {
   takeoverWaitMs?: number
   /**
    * A node takes over a piece queued at another downloader once the piece lies this many pieces
-   * (an eighth of the blob, if more) before the last one it started from the origin itself.
+   * (an eighth of the blob, if more) before the highest piece of its own it started from the
+   * origin (see `takeOverLagging`).
    */
   laggingPieces?: number
   /** The longest origin fetches wait for sessions whose Hello has not come yet. */
