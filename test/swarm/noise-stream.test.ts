@@ -5,7 +5,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { onSecured, shoalNoise } from '../../src/swarm/noise-crypto.js'
+import { noiseLength, onSecured, shoalNoise } from '../../src/swarm/noise-crypto.js'
 
 const PROTOCOL = '/shoal-test/noise-stream/1'
 const MiB = 1024 * 1024
@@ -50,7 +50,7 @@ const digest = (bufs: Buffer[]): string => {
   return h.digest('hex')
 }
 
-describe('Noise as Shoal runs it: no decrypt copy, corked socket writes (real libp2p over TCP)', () => {
+describe('Noise as Shoal runs it: no decrypt copy, lengths without a throw, corked socket writes (real libp2p over TCP)', () => {
   const seen: object[] = []
   let a: Libp2p
   let b: Libp2p
@@ -72,7 +72,7 @@ describe('Noise as Shoal runs it: no decrypt copy, corked socket writes (real li
     await a?.stop()
   })
 
-  test('bytes of every write size arrive whole both ways; both sides use the copy-free decrypt and corked writes', async () => {
+  test('bytes of every write size arrive whole both ways; both sides use the copy-free decrypt, the quiet lengths and corked writes', async () => {
     const toA = pieces(12 * MiB)
     const toB = pieces(9 * MiB)
     const atA = new Promise<string>((resolve, reject) => {
@@ -92,6 +92,8 @@ describe('Noise as Shoal runs it: no decrypt copy, corked socket writes (real li
     assert.equal(seen.length, 2, 'one secured connection on each side')
     for (const c of seen) {
       assert.ok(Object.hasOwn(c, 'decrypt'), "the connection's decrypt is Shoal's")
+      const decoder = (c as { decoder?: { lengthDecoder?: unknown } }).decoder
+      assert.equal(decoder?.lengthDecoder, noiseLength, "the connection's message lengths are read without a throw")
       const tcpConnection = (c as { stream?: object }).stream
       assert.ok(tcpConnection !== undefined && Object.hasOwn(tcpConnection, 'sendData'), 'the TCP writes are corked')
     }
