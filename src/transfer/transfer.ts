@@ -176,7 +176,16 @@ export class Transfer implements LocalBlob {
   private reviewOwners = false
   /** The downloaders of the last scheduling round, and when one of them last left. */
   private lastDownloaders = new Set<string>()
+  private lastDownloadersKey = ''
+  private roundDownloaders: string[] = []
   private downloaderLeftAt = 0
+  /**
+   * Rendezvous results, each a SHA-256 of its own: every piece's owner among the last round's
+   * downloaders (cleared when they change), and this node's own score per piece. A round asked for
+   * them again for every piece it looked at.
+   */
+  private owners: (string | undefined)[] = []
+  private readonly selfScores: (bigint | undefined)[] = []
   private lastOriginProgress = 0
   /** The highest piece of its own this node started fetching from the origin beside peers (-1: none yet). */
   private originFront = -1
@@ -410,7 +419,7 @@ export class Transfer implements LocalBlob {
           )
         continue
       }
-      if (!this.mayFetchFromOrigin(i, downloaders, now)) continue
+      if (!this.mayFetchFromOrigin(i, now)) continue
       // Ours: claim it now, even if it must wait for an origin slot, so that the other
       // downloaders wait for our Have instead of fetching it too.
       if (!this.claimedAt.has(i)) {
@@ -443,6 +452,11 @@ export class Transfer implements LocalBlob {
 
   /** Notes when a downloader of the last round is no longer one: its pieces have new owners. */
   private noteLeavers(downloaders: string[], now: number): void {
+    const key = downloaders.join('\n')
+    if (key === this.lastDownloadersKey) return
+    this.lastDownloadersKey = key
+    this.roundDownloaders = downloaders
+    this.owners = []
     const current = new Set(downloaders)
     for (const id of this.lastDownloaders) {
       if (!current.has(id)) {
@@ -480,7 +494,7 @@ export class Transfer implements LocalBlob {
       if (this.inflight.has(i) || this.takenOver.has(i)) continue
       // A takeover of it is waiting for this node's answer (yieldsTo gives it).
       if (swarm.claimOf(i)?.takeover === true) continue
-      const owner = this.ownerOf(i, downloaders)
+      const owner = this.ownerOf(i)
       if (owner === swarm.selfId || !takers.has(owner) || !swarm.handOffClaim(i, owner)) continue
       this.dropClaim(i)
       handed++
@@ -489,8 +503,11 @@ export class Transfer implements LocalBlob {
       this.log.debug({ handed, downloaders: downloaders.length }, 'queued pieces handed to their new owners')
   }
 
-  /** The downloader the rendezvous picks to fetch piece `index` from the origin. */
-  private ownerOf(index: number, downloaders: string[]): string {
+  /** The downloader the rendezvous picks, among this round's, to fetch piece `index` from the origin. */
+  private ownerOf(index: number): string {
+    const cached = this.owners[index]
+    if (cached !== undefined) return cached
+    const downloaders = this.roundDownloaders
     let owner = downloaders[0] ?? ''
     let best = -1n
     for (const id of downloaders) {
@@ -500,7 +517,17 @@ export class Transfer implements LocalBlob {
         owner = id
       }
     }
+    this.owners[index] = owner
     return owner
+  }
+
+  private selfScore(index: number, selfId: string): bigint {
+    let score = this.selfScores[index]
+    if (score === undefined) {
+      score = rendezvousScore(selfId, this.digest.value, index)
+      this.selfScores[index] = score
+    }
+    return score
   }
 
   /** This node no longer claims piece `index` (it left it to another). */
@@ -570,7 +597,7 @@ export class Transfer implements LocalBlob {
     let index: number | undefined
     let best = -1n
     for (const i of candidates) {
-      const score = rendezvousScore(swarm.selfId, this.digest.value, i)
+      const score = this.selfScore(i, swarm.selfId)
       if (score > best) {
         index = i
         best = score
@@ -647,7 +674,7 @@ export class Transfer implements LocalBlob {
     if (swarm === undefined) return false
     const other = swarm.claimOf(index)
     const ranksHigher = (peer: string): boolean =>
-      rendezvousScore(peer, this.digest.value, index) > rendezvousScore(swarm.selfId, this.digest.value, index)
+      rendezvousScore(peer, this.digest.value, index) > this.selfScore(index, swarm.selfId)
     const takingOver = this.takenOver.has(index)
     let yields: boolean
     if (takingOver) {
@@ -760,7 +787,7 @@ export class Transfer implements LocalBlob {
   }
 
   /** The cold-start rule: only the rendezvous owner fetches a piece no peer has, unless it is slow or gone. */
-  private mayFetchFromOrigin(index: number, downloaders: string[], now: number): boolean {
+  private mayFetchFromOrigin(index: number, now: number): boolean {
     const swarm = this.swarm
     if (swarm === undefined || this.claimedAt.has(index)) return true
     const claim = swarm.claimOf(index)
@@ -773,7 +800,7 @@ export class Transfer implements LocalBlob {
       return true
     }
     if (claimed) return false
-    const owner = this.ownerOf(index, downloaders)
+    const owner = this.ownerOf(index)
     if (owner === swarm.selfId) {
       this.ownerClaimed.add(index)
       return true
