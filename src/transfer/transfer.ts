@@ -176,8 +176,9 @@ export class Transfer implements LocalBlob {
   private reviewOwners = false
   /** The downloaders of the last scheduling round, and when one of them last left. */
   private lastDownloaders = new Set<string>()
-  private lastDownloadersKey = ''
+  /** The same downloaders, in the order of the round that last changed them, and as one string. */
   private roundDownloaders: string[] = []
+  private lastDownloadersKey = ''
   private downloaderLeftAt = 0
   /**
    * Rendezvous results, each a SHA-256 of its own: every piece's owner among the last round's
@@ -450,7 +451,10 @@ export class Transfer implements LocalBlob {
     return waiting
   }
 
-  /** Notes when a downloader of the last round is no longer one: its pieces have new owners. */
+  /**
+   * Notes when a downloader of the last round is no longer one: its pieces have new owners. Keeps
+   * the round's downloaders for `ownerOf` (its owners are asked again only when they change).
+   */
   private noteLeavers(downloaders: string[], now: number): void {
     const key = downloaders.join('\n')
     if (key === this.lastDownloadersKey) return
