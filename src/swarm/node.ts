@@ -53,6 +53,8 @@ const NEIGHBOUR_BUSY_RECHECK_MS = 1_000
 const NEIGHBOUR_MAX_WAIT_MS = 60_000
 /** Neighbours dialled per search (the DHT returns its k = 20 closest). */
 const MAX_NEIGHBOUR_DIALS = 20
+/** The DHT's bucket size k (kad-dht's default, which start() keeps): records go to the k closest. */
+const DHT_K = 20
 /** Addresses per peer taken in or handed out by peer exchange. */
 const MAX_EXCHANGED_ADDRS = 8
 /**
@@ -84,6 +86,8 @@ export class SwarmNode {
   private neighbourHeldSince: number | undefined
   /** True while this node transfers a blob (set by the piece exchange). */
   private busy: () => boolean = () => false
+  /** The peers the last whole neighbour round's walk of the DHT ended with (see smallSwarm). */
+  private lastWalk: ReadonlySet<string> | undefined
   /** Peer exchange's recent reads of the peer store (see ADDR_CACHE_MS). */
   private readonly addrCache = new RecentMap<Uint8Array<ArrayBuffer>[]>(ADDR_CACHE_MS, ADDR_CACHE_MAX)
   private readonly controller = new AbortController()
@@ -224,13 +228,23 @@ export class SwarmNode {
     if (dht === undefined) return 0
     const signal = AbortSignal.any([AbortSignal.timeout(15_000), this.controller.signal])
     const found: PeerId[] = []
-    for await (const e of dht.getClosestPeers(node.peerId.toMultihash().bytes, { signal })) {
-      if (e.name !== 'FINAL_PEER') continue
-      const p = e.peer
-      if (p.id.equals(node.peerId) || node.getConnections(p.id).length > 0) continue
-      if (p.multiaddrs.length > 0) await node.peerStore.merge(p.id, { multiaddrs: p.multiaddrs })
-      found.push(p.id)
-      if (found.length >= MAX_NEIGHBOUR_DIALS) break
+    const closest = new Set<string>()
+    let whole = false
+    try {
+      for await (const e of dht.getClosestPeers(node.peerId.toMultihash().bytes, { signal })) {
+        if (e.name !== 'FINAL_PEER') continue
+        const p = e.peer
+        if (p.id.equals(node.peerId)) continue
+        closest.add(p.id.toString())
+        if (node.getConnections(p.id).length > 0) continue
+        if (p.multiaddrs.length > 0) await node.peerStore.merge(p.id, { multiaddrs: p.multiaddrs })
+        found.push(p.id)
+        if (found.length >= MAX_NEIGHBOUR_DIALS) break
+      }
+      whole = found.length < MAX_NEIGHBOUR_DIALS && !signal.aborted
+    } finally {
+      // A walk cut short, failed or ended by the signal says nothing of the swarm's size.
+      this.lastWalk = whole ? closest : undefined
     }
     let dialled = 0
     await Promise.all(
@@ -341,6 +355,22 @@ export class SwarmNode {
 
   connectedPeers(): PeerId[] {
     return this.libp2p.getPeers()
+  }
+
+  /**
+   * The connected peers, when they are all the swarm there is: the last neighbour round's walk
+   * of the DHT found fewer than k peers, this node is connected to each of them, and to fewer than
+   * k in all. Else undefined. In a swarm this small every node is among the k closest to every
+   * key: a node that announces a blob dials each of them, this one included, to store its record.
+   */
+  smallSwarm(): PeerId[] | undefined {
+    const walk = this.lastWalk
+    if (walk === undefined || walk.size >= DHT_K) return undefined
+    const peers = this.libp2p.getPeers()
+    if (peers.length >= DHT_K) return undefined
+    const connected = new Set(peers.map((p) => p.toString()))
+    for (const id of walk) if (!connected.has(id)) return undefined
+    return peers
   }
 
   async provide(digest: string, signal: AbortSignal): Promise<void> {
