@@ -12,6 +12,7 @@ import { silentLogger } from '../../../src/log.js'
 import { type Digest, parseDigest } from '../../../src/oci/digest.js'
 import { type BlobStore, createStore } from '../../../src/store/store.js'
 import type { BlobSwarm, ClaimKind, SwarmPeer } from '../../../src/transfer/contracts.js'
+import { OriginGate } from '../../../src/transfer/origin-gate.js'
 import { rendezvousScore } from '../../../src/transfer/rendezvous.js'
 import { type ByteOrigin, type OriginFetcher, Transfer, type TransferInit } from '../../../src/transfer/transfer.js'
 
@@ -1347,6 +1348,49 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     await waitFor('standing back', () => withdrawn.includes(other as number))
     await sleep(300)
     assert.equal(origin.calls.length, 0)
+    await endTransfer(t)
+  })
+  test('a piece taken over goes to the origin before pieces of its own that came later', {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    // One origin slot for the node, held by another transfer while this one has a takeover
+    // waiting for its go-ahead and then gets pieces of its own (handed to it, lower in the blob).
+    const gate = new OriginGate(1)
+    const other = {}
+    let taken: number | undefined
+    let handed = false
+    const claims: { index: number; kind: ClaimKind }[] = []
+    const data = randomBytes(PIECES * PIECE)
+    const swarm: BlobSwarm = {
+      ...fakeSwarm([]),
+      peers: () => [new Downloader('a'), new Downloader('b')],
+      request: (_peer, _index, signal) => untilAborted(signal),
+      announceClaim: (index, kind = {}) => {
+        claims.push({ index, kind })
+      },
+      claimOf: (i) => (handed && i < 2 ? undefined : queued(i)),
+      yieldedTo: (i) => (handed && i === taken ? 'self' : undefined),
+      takeHandOff: (i) => handed && i < 2,
+    }
+    const origin = MemorySource.of(data, () => ({ pauseAt: 0, gate: new Promise<void>(() => {}) }))
+    const t = new Transfer(
+      { digest: digestOf(data), size: data.length, claimSettleMs: 0, takeoverWaitMs: 60_000 },
+      { store, logger: silentLogger(), origin, swarm, originGate: gate },
+    )
+    await t.start()
+    taken = await firstTakeover(claims)
+    assert.ok(taken >= 2, `${taken}: from the back half of a's queue`)
+    assert.ok(
+      gate.tryTake(other, 0, 1, () => {}),
+      "the other transfer's fetch holds the slot",
+    )
+    handed = true
+    ;(swarm as ReturnType<typeof fakeSwarm>).changed()
+    await waitFor('pieces 0 and 1 claimed as its own', () => [0, 1].every((i) => claims.some((c) => c.index === i)))
+    assert.equal(origin.calls.length, 0, 'nothing fetched while the slot is taken')
+    gate.release()
+    await waitFor('an origin request', () => origin.calls.length === 1)
+    assert.equal((origin.calls[0] as { start: number }).start / PIECE, taken, 'the taken-over piece first')
     await endTransfer(t)
   })
 })
