@@ -409,6 +409,8 @@ interface HeardClaim {
   at: number
   queued: boolean
   takeover: boolean
+  /** The claimer's last Claim said it fetches the piece now. */
+  fetching?: boolean
   orphanedAt?: number
 }
 
@@ -1233,7 +1235,14 @@ export class PieceExchange implements SwarmAccess {
         // A peer that took the piece over and now fetches it still holds it as a takeover: its
         // queue's owner, if it has not seen the takeover yet, must leave the piece to it.
         const tookOver = takeover || (!queued && held?.peer === session.id && held.takeover)
-        blob.claims.set(index, { peer: session.id, claimer: session.peer, at: now, queued, takeover: tookOver })
+        blob.claims.set(index, {
+          peer: session.id,
+          claimer: session.peer,
+          at: now,
+          queued,
+          takeover: tookOver,
+          fetching: !queued && !takeover,
+        })
         // The piece is a new owner's now (the taker it was left to died or left, lab P3): that
         // go-ahead is over. Kept, it made every later taker stand back (the go-ahead named
         // another) while the new owner yielded to them, and the piece waited out the claim's

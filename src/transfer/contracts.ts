@@ -98,7 +98,11 @@ export interface BlobSwarm {
   /** True (once) when a peer handed piece `index` to this node: it may claim it as its own. */
   takeHandOff?(index: number): boolean
   /** The latest claim another peer made on a piece, with when it was heard. */
-  claimOf(index: number): ({ peer: string; at: number } & ClaimKind) | undefined
+  /**
+   * The claim held for piece `index`. `fetching`: its last Claim said the claimer fetches it now
+   * (a taker that started the piece still counts as a takeover).
+   */
+  claimOf(index: number): ({ peer: string; at: number; fetching?: boolean } & ClaimKind) | undefined
   ban(peerId: string, reason: string): void
   /** Called when anything changed that may let the transfer make progress. */
   onChange(listener: () => void): void

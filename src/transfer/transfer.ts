@@ -432,7 +432,7 @@ export class Transfer implements LocalBlob {
       // taken over waits for its owner's go-ahead instead.
       const takingOver = this.takenOver.has(i)
       if (!takingOver && now - (this.claimStarted.get(i) ?? 0) < this.opts.claimSettleMs) continue
-      if (this.yieldsTo(i, now)) continue
+      if (this.yieldsTo(i)) continue
       if (takingOver && !this.goAhead(i, now)) continue
       if (waiting || this.originInflight >= this.opts.originConcurrency) continue
       // One of this node's few origin slots (see OriginGate), lowest piece first: pieces then come
@@ -690,10 +690,15 @@ export class Transfer implements LocalBlob {
    * leaves it to that one. Two that each think the piece theirs (their views of the downloaders
    * differed): the higher rendezvous score keeps it. A takeover of this node's queued piece: the
    * taker keeps it, and is told so (`yieldClaim`). A taker keeps the piece its owner left to it,
-   * leaves one the owner left to another taker or started fetching itself; from an owner that
-   * never says (see `takeoverWaitMs`), of two takers the higher rendezvous score keeps it.
+   * leaves one the owner left to another taker or that another node fetches now. It never leaves
+   * it to a waiting taker on its own: without the owner's word it fetches after `takeoverWaitMs`
+   * (see `goAhead`). When it did (of two takers, the higher rendezvous score kept it), a go-ahead
+   * that came late, or not at all, to the taker it named left the piece to nobody: both takers
+   * stood back, the first one's claim held the piece for its 30 s, and every client stood still at
+   * it (lab P2, thirty-second pass: 3 of 38 runs, at 79bc2b0 and 43af938, 4–7 s). Two takers that
+   * both lack the word now both fetch it: one piece twice from the origin.
    */
-  private yieldsTo(index: number, now: number): boolean {
+  private yieldsTo(index: number): boolean {
     const swarm = this.swarm
     if (swarm === undefined) return false
     const other = swarm.claimOf(index)
@@ -703,15 +708,10 @@ export class Transfer implements LocalBlob {
     let yields: boolean
     if (takingOver) {
       const to = swarm.yieldedTo?.(index)
-      const waited = now - (this.claimStarted.get(index) ?? now) >= this.opts.takeoverWaitMs
       yields =
         to !== undefined
           ? to !== swarm.selfId
-          : other === undefined
-            ? false
-            : other.takeover === true
-              ? waited && ranksHigher(other.peer)
-              : other.queued !== true
+          : other?.fetching === true || (other !== undefined && !other.queued && !other.takeover)
     } else {
       if (other === undefined) return false
       yields = other.takeover === true || ranksHigher(other.peer)

@@ -1350,6 +1350,51 @@ describe('Transfer: taking over pieces queued at other downloaders', () => {
     assert.equal(origin.calls.length, 0)
     await endTransfer(t)
   })
+  test("two takers without the owner's word: this one fetches after the wait, though the other ranks higher", {
+    timeout: TEST_TIMEOUT,
+  }, async () => {
+    const data = randomBytes(PIECES * PIECE)
+    const digest = digestOf(data).value
+    // A peer name that rendezvous ranks above this node for piece i.
+    const above = (i: number): string => {
+      for (let n = 0; n < 1000; n++) {
+        if (rendezvousScore(`t${n}`, digest, i) > rendezvousScore('self', digest, i)) return `t${n}`
+      }
+      throw new Error('no peer ranks higher')
+    }
+    let taken: number | undefined
+    const { t, origin, claims, withdrawn, pieceOf } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      (i) => (i === taken ? { peer: above(i), at: Date.now(), takeover: true } : queued(i)),
+      300,
+      data,
+    )
+    await t.start()
+    taken = await firstTakeover(claims)
+    await waitFor('the origin request', () => origin.calls.some((c) => pieceOf(c) === taken), 3_000)
+    assert.ok(!withdrawn.includes(taken), 'no standing back')
+    await endTransfer(t)
+  })
+
+  test('a taker stands back when another node says it fetches the piece now', { timeout: TEST_TIMEOUT }, async () => {
+    let taken: number | undefined
+    const { t, origin, claims, withdrawn, pieceOf } = setup(
+      [new Downloader('a'), new Downloader('b')],
+      // A taker that started it: heard as a takeover whose last Claim says it fetches it.
+      (i) => (i === taken ? { peer: 'c', at: Date.now(), takeover: true, fetching: true } : queued(i)),
+      300,
+    )
+    await t.start()
+    taken = await firstTakeover(claims)
+    await waitFor('standing back', () => withdrawn.includes(taken as number))
+    await sleep(600)
+    assert.ok(
+      origin.calls.every((c) => pieceOf(c) !== taken),
+      `piece ${taken} not fetched: ${origin.calls.map(pieceOf)}`,
+    )
+    await endTransfer(t)
+  })
+
   test('a piece taken over goes to the origin before pieces of its own that came later', {
     timeout: TEST_TIMEOUT,
   }, async () => {
