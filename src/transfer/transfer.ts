@@ -53,7 +53,8 @@ export interface TransferInit {
   /**
    * A piece taken over from another downloader's queue is fetched on that owner's go-ahead (it
    * yields the piece, see `BlobSwarm.yieldClaim`); from an owner that never says (one that predates
-   * it), after this long unless the owner's Claim that it started the piece came meanwhile.
+   * it) or whose go-ahead is late, after this long unless a Claim that the piece is being fetched
+   * came meanwhile.
    */
   takeoverWaitMs?: number
   /**
