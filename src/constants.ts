@@ -85,6 +85,13 @@ export const READ_CHUNK_BYTES = 256 * 1024
 /** Buffers kept for use again (received and served pieces, responses) are dropped after this idle. */
 export const BUFFER_POOL_IDLE_MS = 30_000
 
+/**
+ * Buffers grown by this much since their last low start a young-generation collection
+ * (src/util/buffer-collector.ts), checked this often.
+ */
+export const BUFFER_GC_STEP_BYTES = 16 * 1024 * 1024
+export const BUFFER_GC_INTERVAL_MS = 250
+
 /** A blob bigger than this is refused (defends against absurd Content-Length values). */
 export const MAX_BLOB_BYTES = 1024 ** 4
 

@@ -13,6 +13,7 @@ import {
 import { createDaemon } from '../daemon.js'
 import { isShoalError, ShoalError } from '../errors.js'
 import { createLogger } from '../log.js'
+import { BufferCollector, exposeGc } from '../util/buffer-collector.js'
 import { registerConfigure } from './configure.js'
 import { registerPull } from './pull.js'
 
@@ -92,11 +93,17 @@ Examples:
     const idleSessionsMs = Number.isInteger(idle) && idle > 0 ? idle : undefined
     const daemon = createDaemon(config, { logger }, { corruptServedPieces, idleSessionsMs })
     await daemon.start()
+    // Dead Buffers collected as they pile up (src/util/buffer-collector.ts); SHOAL_BUFFER_GC=off
+    // leaves collections to V8 alone.
+    const buffers = new BufferCollector(process.env.SHOAL_BUFFER_GC?.toLowerCase() === 'off' ? undefined : exposeGc())
+    buffers.start()
+    if (!buffers.available) logger.debug('young-generation collections left to V8 (no gc function)')
     let stopping = false
     const shutdown = (signal: string): void => {
       if (stopping) return
       stopping = true
       logger.info({ signal }, 'shutting down')
+      buffers.stop()
       const force = setTimeout(() => {
         logger.error('shutdown took too long; exiting')
         process.exit(1)
