@@ -223,8 +223,10 @@ export function createDaemon(config: DaemonConfig, components: DaemonComponents,
           dataDir: config.dataDir,
           defaultUpstream: config.defaultUpstream.href,
           swarm: node === undefined ? 'off' : node.peerId.toString(),
-          // glibc.malloc.hugetlb=1 when the daemon runs on huge pages (src/cli/huge-pages.ts).
+          // glibc.malloc.hugetlb=1 when the daemon runs on huge pages, and Node's flags with the
+          // young generation's size (src/cli/restart.ts).
           glibcTunables: process.env.GLIBC_TUNABLES,
+          nodeFlags: process.execArgv.length > 0 ? process.execArgv.join(' ') : undefined,
         },
         'shoal daemon ready',
       )

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `shoal` command. `huge-pages` runs first and may restart the daemon in place (see there);
+ * The `shoal` command. `restart` runs first and may restart the daemon in place (see there);
  * the program is loaded only after it, so a restart does not parse the whole program twice.
  */
-import './huge-pages.js'
+import './restart.js'
 
 await import('./program.js')
