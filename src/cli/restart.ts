@@ -20,9 +20,9 @@
  * buffer collector (src/util/buffer-collector.ts) collects it every 16 MiB of Buffers anyway. Lab
  * P1 (docs/BENCHMARKS.md, thirty-fourth pass; medians of 3 pairs): the flag given to the daemons,
  * peak RSS per daemon 311–348 → 272–304 MiB, the daemons' CPU 64.5 → 60.5 CPU-s, the slowest pull
- * 47.9 → 45.0 s; this restart against the engine before it (6 pairs), slowest pull 44.55 → 43.05 s
- * (sooner in each pair). 4 MiB did about as well with more user CPU, 2 MiB worse (objects promoted early grew
- * the old generation).
+ * 47.9 → 45.0 s; this restart against the engine before it (6 pairs), slowest pull 44.55 → 43.05
+ * s (sooner in each pair). 4 MiB did about as well with more user CPU, 2 MiB worse (objects
+ * promoted early grew the old generation).
  * V8 reads the flag only when the heap is set up, so it cannot be set from inside the program.
  * Not set when Node's own flags (its command line or `NODE_OPTIONS`) name it: the operator's
  * value wins.

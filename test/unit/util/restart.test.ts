@@ -88,22 +88,21 @@ describe("the daemon's restart with its start settings", () => {
       const line = (await daemon.log()).split('\n').find((l) => l.includes('shoal daemon ready'))
       const ready = JSON.parse(line ?? '{}') as { glibcTunables?: string; nodeFlags?: string }
       const environ = readFileSync(`/proc/${daemon.pid}/environ`, 'utf8').split('\0')
+      const cmdline = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((a) => a !== '')
+      // Node's flags: the young generation's size, before the script, whatever THP's mode.
+      assert.equal(cmdline[1], `--max-semi-space-size=${DAEMON_SEMI_SPACE_MIB}`)
+      assert.equal(ready.nodeFlags, `--max-semi-space-size=${DAEMON_SEMI_SPACE_MIB}`)
+      // The restart keeps the rest of the command line as it was.
+      assert.deepEqual(cmdline.slice(2, 2 + args.length), args)
       if (thpMode() === 'never') {
         assert.ok(!environ.some((e) => e.startsWith('GLIBC_TUNABLES=')), 'no restart when THP is never')
         assert.equal(ready.glibcTunables, undefined)
       } else {
         assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'), 'the same PID runs with the tunable')
         assert.equal(ready.glibcTunables, 'glibc.malloc.hugetlb=1')
-        // The restart keeps the command line (Node's own flags included) as it was.
-        const cmdline = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8')
-          .split('\0')
-          .filter((a) => a !== '')
-        assert.deepEqual(cmdline.slice(2, 2 + args.length), args)
       }
-      // Node's flags: the young generation's size, before the script, whatever THP's mode.
-      const cmdline = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8').split('\0')
-      assert.equal(cmdline[1], `--max-semi-space-size=${DAEMON_SEMI_SPACE_MIB}`)
-      assert.equal(ready.nodeFlags, `--max-semi-space-size=${DAEMON_SEMI_SPACE_MIB}`)
     } finally {
       await daemon.stop()
       await removeDir(dir)
